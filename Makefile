@@ -1,0 +1,39 @@
+# lienthong — the two commands: `make demo` and `make test`.
+# Both create .venv when it is missing and install the pinned dependencies into it.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+UV_VERSION := 0.13.9
+
+export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: demo test install lint clean help
+
+help:
+	@echo "make demo   run both DAGs through Airflow on the simulated portal and print the report"
+	@echo "make test   run the test suite (PostgreSQL tests use TEST_POSTGRES_URL)"
+	@echo "make lint   ruff over the packages"
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	@echo "installing pinned dependencies into $(VENV) (constraints.txt)…"
+	@$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/lienthong demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check connectors transforms standards quality warehouse pipeline simulators dags tests
+
+clean:
+	rm -rf var/airflow var/warehouse.db var/sim
