@@ -1,0 +1,43 @@
+"""Typed settings of the pipeline, read from the environment (prefix LIENTHONG_) and `.env`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from transforms.timefmt import LOCAL_TZ
+
+# Used only by `lienthong demo` (and the tests): never a default of the real pipeline.
+DEMO_PSEUDONYM_KEY = "lienthong-demo-key-not-for-production"
+
+
+class MissingSetting(RuntimeError):
+    """A setting the pipeline cannot run without."""
+
+
+class PipelineSettings(BaseSettings):
+    """Pipeline settings; every field can be set as LIENTHONG_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="LIENTHONG_", env_file=".env", extra="ignore")
+
+    pseudonym_key: SecretStr | None = Field(
+        default=None, description="HMAC key for applicant ID numbers (required; no default)")
+    chunk_size: int = Field(default=2000, ge=1, description="records transformed, validated and staged at once")
+    page_size: int = Field(default=500, ge=1, le=1000, description="records asked per portal page")
+    lookback_minutes: int = Field(default=60, ge=0, description="incremental window starts this long before the watermark")
+    initial_start: datetime = Field(default=datetime(2000, 1, 1, tzinfo=LOCAL_TZ),
+                                    description="start of the first (full) sync when no watermark exists")
+    max_quarantine_rate: float = Field(default=0.25, ge=0, le=1,
+                                       description="a batch quarantining more than this share fails")
+    http_timeout: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+
+    def require_pseudonym_key(self) -> bytes:
+        """The HMAC key, or a clear error when it is not configured."""
+        if self.pseudonym_key is None or not self.pseudonym_key.get_secret_value():
+            raise MissingSetting(
+                "LIENTHONG_PSEUDONYM_KEY is not set: applicant ID numbers cannot be pseudonymised "
+                "(set a secret key; `lienthong demo` uses a development key)")
+        return self.pseudonym_key.get_secret_value().encode("utf-8")

@@ -1,0 +1,1 @@
+"""Pure functions that turn source records into records of the shared standard."""

@@ -1,0 +1,46 @@
+"""Source time formats → timezone-aware datetimes in Vietnam local time."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+PORTAL_FORMAT = "%Y%m%d%H%M%S"
+
+
+class InvalidTime(ValueError):
+    """A source time text that is not a real time in its declared format."""
+
+
+def parse_portal_time(value: object) -> datetime | None:
+    """`yyyyMMddHHmmss` in local time (no offset written) → aware datetime; `""` → None.
+
+    Raises InvalidTime for text that is not 14 digits or not a real calendar time (Feb 30).
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    if len(text) != 14 or not text.isdigit():
+        raise InvalidTime(f"{text!r} is not yyyyMMddHHmmss")
+    try:
+        return datetime.strptime(text, PORTAL_FORMAT).replace(tzinfo=LOCAL_TZ)
+    except ValueError as exc:
+        raise InvalidTime(f"{text!r} is not a real date and time ({exc})") from None
+
+
+def format_portal_time(moment: datetime) -> str:
+    """Aware datetime → `yyyyMMddHHmmss` in local time."""
+    return moment.astimezone(LOCAL_TZ).strftime(PORTAL_FORMAT)
+
+
+def local_date(moment: datetime | None) -> date | None:
+    """The calendar date of a moment in Vietnam."""
+    return moment.astimezone(LOCAL_TZ).date() if moment is not None else None
+
+
+def local_month(moment: datetime | None) -> str | None:
+    """`YYYY-MM` of a moment in Vietnam (the month grain of the reports)."""
+    return moment.astimezone(LOCAL_TZ).strftime("%Y-%m") if moment is not None else None
