@@ -1,0 +1,196 @@
+"""The `lienthong` command line: demo, sync, report, db, simulate, standards."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+log = logging.getLogger("lienthong")
+
+SOURCE_NAMES = {"national-portal": "national_portal"}
+
+
+def _configure_logging(verbose: bool) -> None:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lienthong").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for noisy in ("great_expectations", "httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _progress_printer():
+    """A progress callback printing to stderr: a live line on a terminal, one line per step otherwise."""
+    from pipeline.progress import ProgressPrinter
+
+    return ProgressPrinter(sys.stderr)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from connectors.settings import connection_from_env
+    from pipeline.settings import PipelineSettings
+    from pipeline.sync import SOURCES, sync_source
+    from pipeline.tasks import parse_window
+    from warehouse.db import create_engine, upgrade, warehouse_url
+
+    source = SOURCE_NAMES[args.source]
+    connection = connection_from_env(SOURCES[source]["connection_id"])
+    settings = PipelineSettings()
+    settings.require_pseudonym_key()
+    window = parse_window(args.start, args.end)
+    url = warehouse_url()
+    upgrade(url)
+    engine = create_engine(url)
+    progress = _progress_printer()
+    try:
+        outcomes = sync_source(source, engine=engine, connection=connection, settings=settings,
+                               window=window, progress=progress,
+                               streams=[args.stream] if args.stream else None)
+    finally:
+        progress.close()
+        engine.dispose()
+    for outcome in outcomes:
+        print(outcome.summary())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.report import render_report
+
+    text = render_report(fmt=args.format, indicator=args.indicator, period=args.period,
+                         agency=args.agency)
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"report written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
+    from warehouse.db import upgrade, warehouse_url
+
+    url = warehouse_url()
+    upgrade(url)
+    print(f"warehouse at {make_url(url).render_as_string(hide_password=True)} is at the latest revision")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(seed=args.seed, filler_dossiers=args.filler_dossiers, use_airflow=not args.no_airflow)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.what == "generate":
+        from simulators.generator import generate_province
+
+        truth = generate_province(Path(args.out), seed=args.seed, filler_dossiers=args.filler_dossiers)
+        print(f"generated {truth['procedures']['records']} procedures and "
+              f"{truth['dossiers']['records_served']} dossier records into {args.out} "
+              f"(ground truth: {Path(args.out) / 'ground_truth.json'})")
+        return 0
+    from simulators.portal import main as portal_main
+
+    argv = ["--data-dir", args.data_dir, "--port", str(args.port)]
+    return portal_main(argv) or 0
+
+
+def cmd_standards(args: argparse.Namespace) -> int:
+    from pipeline.standards_build import write_codelists
+
+    for path in write_codelists():
+        print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lienthong", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log the pipeline's steps")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="simulated portal → Airflow DAGs → warehouse → report")
+    demo.add_argument("--seed", type=int, default=2017)
+    demo.add_argument("--filler-dossiers", type=int, default=20000,
+                      help="dossiers of the procedures outside the article's figures")
+    demo.add_argument("--no-airflow", action="store_true",
+                      help="run the same pipeline functions without Airflow (faster)")
+    demo.set_defaults(func=cmd_demo)
+
+    sync = sub.add_parser("sync", help="sync one source into the warehouse (WAREHOUSE_URL)")
+    sync.add_argument("source", choices=sorted(SOURCE_NAMES))
+    sync.add_argument("--stream", choices=["procedures", "dossiers"], help="only this stream")
+    sync.add_argument("--start", help="backfill window start (ISO-8601; Vietnam time if naive)")
+    sync.add_argument("--end", help="backfill window end")
+    sync.set_defaults(func=cmd_sync)
+
+    report = sub.add_parser("report", help="print the standard indicators")
+    report.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    report.add_argument("--indicator", help="one indicator id (see `lienthong report --format json`)")
+    report.add_argument("--period", help="YYYY, YYYY-MM, or YYYY-MM-DD (the as-of date of catalogue indicators)")
+    report.add_argument("--agency", help="an agency code, or 'province' for the whole province")
+    report.add_argument("--out", help="write to this file instead of standard output")
+    report.set_defaults(func=cmd_report)
+
+    db = sub.add_parser("db", help="warehouse schema")
+    db.add_argument("action", choices=["upgrade"])
+    db.set_defaults(func=cmd_db)
+
+    sim = sub.add_parser("simulate", help="the simulated province")
+    sim_sub = sim.add_subparsers(dest="what", required=True)
+    gen = sim_sub.add_parser("generate", help="write a seeded province (portal-shaped records + ground truth)")
+    gen.add_argument("--out", default="var/sim")
+    gen.add_argument("--seed", type=int, default=2017)
+    gen.add_argument("--filler-dossiers", type=int, default=20000)
+    portal = sim_sub.add_parser("portal", help="serve generated records as the national portal")
+    portal.add_argument("--data-dir", default="var/sim")
+    portal.add_argument("--port", type=int, default=8765)
+    sim.set_defaults(func=cmd_simulate)
+
+    std = sub.add_parser("standards", help="the shared standard")
+    std.add_argument("action", choices=["build"], help="regenerate admin units and commune agencies")
+    std.set_defaults(func=cmd_standards)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; errors end in one clear line on stderr and a non-zero exit, never a traceback."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("lienthong: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 — the CLI's one place that turns errors into messages
+        if os.environ.get("LIENTHONG_DEBUG"):
+            raise
+        print(f"lienthong: error: {describe_error(exc)}", file=sys.stderr)
+        return 1
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming what failed; database errors without their SQL dump."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    if isinstance(exc, DBAPIError):
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        return f"warehouse: {first}"
+    if isinstance(exc, SQLAlchemyError):
+        return f"warehouse: {str(exc).splitlines()[0]}"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The standard report indicators, computed from the warehouse's marts (never stored as constants)."""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+import standards
+
+
+@dataclass(frozen=True)
+class IndicatorDef:
+    """One indicator: id, names, unit and grain (period kind and breakdowns)."""
+
+    id: str
+    name_vi: str
+    name_en: str
+    unit: str
+    period: str  # "date" (as of a day), "month" (and its year roll-up)
+
+
+INDICATORS: dict[str, IndicatorDef] = {d.id: d for d in [
+    IndicatorDef("procedures_total", "Tổng số thủ tục hành chính", "Procedures in the catalogue", "procedures", "date"),
+    IndicatorDef("procedures_by_level", "Số thủ tục theo mức độ DVCTT (NĐ 43/2011)",
+                 "Procedures by online level (Decree 43/2011)", "procedures", "date"),
+    IndicatorDef("procedures_by_decree42_level", "Số thủ tục theo DVCTT toàn trình / một phần (NĐ 42/2022)",
+                 "Procedures by Decree 42/2022 online level", "procedures", "date"),
+    IndicatorDef("dossiers_received", "Số hồ sơ tiếp nhận", "Dossiers received", "dossiers", "month"),
+    IndicatorDef("dossiers_received_online", "Số hồ sơ tiếp nhận trực tuyến", "Dossiers received online", "dossiers", "month"),
+    IndicatorDef("online_share", "Tỷ lệ hồ sơ trực tuyến", "Online share of dossiers received", "percent", "month"),
+    IndicatorDef("online_dossiers_by_group", "Số hồ sơ trực tuyến theo nhóm thủ tục",
+                 "Online dossiers by procedure group", "dossiers", "month"),
+    IndicatorDef("dossiers_finished", "Số hồ sơ đã giải quyết", "Dossiers finished", "dossiers", "month"),
+    IndicatorDef("finished_on_time_rate", "Tỷ lệ hồ sơ giải quyết đúng và trước hạn",
+                 "Share finished early or on time", "percent", "month"),
+]}
+
+
+@dataclass
+class IndicatorValue:
+    """One value of the report: an indicator for a period, an agency (None = province) and a breakdown."""
+
+    indicator: str
+    period: str
+    agency_code: str | None
+    value: float
+    unit: str
+    group_code: str | None = None
+    dimension: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if float(self.value).is_integer():
+            out["value"] = int(self.value)
+        return out
+
+
+def data_cutoff(conn: sa.Connection) -> date | None:
+    """Last day of the latest month that has received dossiers: the default as-of date."""
+    month = conn.execute(sa.text("SELECT max(received_month) FROM fact_dossier")).scalar()
+    if not month:
+        return None
+    year, mon = (int(x) for x in month.split("-"))
+    return date(year, mon, calendar.monthrange(year, mon)[1])
+
+
+def _months(first: str, last: str) -> list[str]:
+    return [p.strftime("%Y-%m") for p in pd.period_range(first, last, freq="M")]
+
+
+def procedure_levels(conn: sa.Connection, as_of: date) -> pd.DataFrame:
+    """Procedures in force on `as_of` with the online level that applied that day."""
+    sql = sa.text(
+        "SELECT procedure_code, agency_code, online_level, decree42_level FROM mart_procedure_level "
+        "WHERE published_on <= :d AND (abolished_on IS NULL OR abolished_on > :d) "
+        "AND valid_from <= :d AND (valid_to IS NULL OR valid_to > :d)")
+    return pd.DataFrame(conn.execute(sql, {"d": as_of}).mappings().all(),
+                        columns=["procedure_code", "agency_code", "online_level", "decree42_level"])
+
+
+def _snapshot(conn: sa.Connection, as_of: date) -> list[IndicatorValue]:
+    levels = procedure_levels(conn, as_of)
+    period = as_of.isoformat()
+    out: list[IndicatorValue] = []
+    scopes: list[tuple[str | None, pd.DataFrame]] = [(None, levels)]
+    scopes += list(levels.groupby("agency_code"))
+    for agency, part in scopes:
+        out.append(IndicatorValue("procedures_total", period, agency, len(part), "procedures"))
+        counts = part["online_level"].value_counts()
+        for level in sorted(int(c) for c in standards.codes("online_level")):
+            out.append(IndicatorValue("procedures_by_level", period, agency, int(counts.get(level, 0)),
+                                      "procedures", dimension=f"level_{level}"))
+        d42 = part["decree42_level"].fillna("not_online").value_counts()
+        for name in ["toan_trinh", "mot_phan", "not_online"]:
+            out.append(IndicatorValue("procedures_by_decree42_level", period, agency,
+                                      int(d42.get(name, 0)), "procedures", dimension=name))
+    return out
+
+
+def _with_years(frame: pd.DataFrame, keys: list[str], values: list[str]) -> pd.DataFrame:
+    """Month rows plus their calendar-year roll-ups (period 'YYYY')."""
+    years = frame.assign(period=frame["period"].str[:4]).groupby(keys, dropna=False)[values].sum().reset_index()
+    return pd.concat([frame, years], ignore_index=True)
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return round(100.0 * num / den, 2) if den else None
+
+
+def _monthly(conn: sa.Connection) -> list[IndicatorValue]:
+    received = pd.read_sql(sa.text(
+        "SELECT received_month AS period, agency_code, procedure_code, channel, dossiers "
+        "FROM mart_dossier_received"), conn)
+    out: list[IndicatorValue] = []
+    if received.empty:
+        return out
+    received["online"] = received["dossiers"].where(received["channel"] == 2, 0)
+    by_agency = received.groupby(["period", "agency_code"])[["dossiers", "online"]].sum().reset_index()
+    province = by_agency.groupby("period")[["dossiers", "online"]].sum().reset_index()
+    province["agency_code"] = None
+    both = pd.concat([province, by_agency], ignore_index=True)
+    both = _with_years(both, ["period", "agency_code"], ["dossiers", "online"])
+    for row in both.itertuples(index=False):
+        agency = row.agency_code if isinstance(row.agency_code, str) else None
+        out.append(IndicatorValue("dossiers_received", row.period, agency, int(row.dossiers), "dossiers"))
+        out.append(IndicatorValue("dossiers_received_online", row.period, agency, int(row.online), "dossiers"))
+        share = _ratio(row.online, row.dossiers)
+        if share is not None:
+            out.append(IndicatorValue("online_share", row.period, agency, share, "percent"))
+
+    # Procedure groups of the standard: every month of the data range, zeros included.
+    groups = pd.DataFrame(standards.load_codelist("procedure_groups"))
+    months = _months(received["period"].min(), received["period"].max())
+    online = received[received["channel"] == 2].merge(groups, on="procedure_code")
+    for group_code, members in groups.groupby("group_code"):
+        agency = members["agency_code"].iloc[0]
+        counts = online[online["group_code"] == group_code].groupby("period")["dossiers"].sum()
+        series = pd.DataFrame({"period": months, "value": [int(counts.get(m, 0)) for m in months]})
+        series = _with_years(series.assign(k=1), ["period", "k"], ["value"])
+        for row in series.itertuples(index=False):
+            out.append(IndicatorValue("online_dossiers_by_group", row.period, agency, int(row.value),
+                                      "dossiers", group_code=group_code))
+
+    finished = pd.read_sql(sa.text(
+        "SELECT finished_month AS period, agency_code, finished, early, on_time, late "
+        "FROM mart_dossier_finished"), conn)
+    if not finished.empty:
+        cols = ["finished", "early", "on_time", "late"]
+        agency_f = finished.groupby(["period", "agency_code"])[cols].sum().reset_index()
+        prov_f = agency_f.groupby("period")[cols].sum().reset_index()
+        prov_f["agency_code"] = None
+        all_f = _with_years(pd.concat([prov_f, agency_f], ignore_index=True), ["period", "agency_code"], cols)
+        for row in all_f.itertuples(index=False):
+            agency = row.agency_code if isinstance(row.agency_code, str) else None
+            out.append(IndicatorValue("dossiers_finished", row.period, agency, int(row.finished), "dossiers"))
+            rate = _ratio(row.early + row.on_time, row.early + row.on_time + row.late)
+            if rate is not None:
+                out.append(IndicatorValue("finished_on_time_rate", row.period, agency, rate, "percent"))
+    return out
+
+
+def compute_indicators(engine: sa.Engine, *, as_of: date | None = None) -> list[IndicatorValue]:
+    """Every indicator of the standard: snapshots as of `as_of` (default the data cut-off), months and years."""
+    with engine.connect() as conn:
+        as_of = as_of or data_cutoff(conn) or date.today()
+        return _snapshot(conn, as_of) + _monthly(conn)
+
+
+def filter_values(values: list[IndicatorValue], *, indicator: str | None = None,
+                  period: str | None = None, agency: str | None = None) -> list[IndicatorValue]:
+    """Rows of one indicator, of periods starting with `period`, of one agency ('province' = None)."""
+    out = values
+    if indicator:
+        out = [v for v in out if v.indicator == indicator]
+    if period:
+        out = [v for v in out if v.period.startswith(period) or INDICATORS[v.indicator].period == "date"]
+    if agency:
+        want = None if agency.lower() == "province" else agency
+        out = [v for v in out if v.agency_code == want]
+    return out
+
+
+def refresh_marts(engine: sa.Engine) -> int:
+    """Materialise every indicator value into `mart_indicator` in one transaction; returns rows written."""
+    from warehouse.schema import metadata
+
+    table = metadata.tables["mart_indicator"]
+    values = compute_indicators(engine)
+    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+    rows = [{"indicator": v.indicator, "period": v.period, "agency_code": v.agency_code,
+             "group_code": v.group_code, "dimension": v.dimension, "value": v.value,
+             "unit": v.unit, "refreshed_at": now} for v in values]
+    with engine.begin() as conn:
+        conn.execute(table.delete())
+        if rows:
+            conn.execute(table.insert(), rows)
+    return len(rows)

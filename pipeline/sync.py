@@ -1,0 +1,179 @@
+"""One sync of a source stream as one batch: extract → transform → quality → load."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from connectors.base import Window
+from connectors.settings import ConnectionSettings
+from pipeline.settings import PipelineSettings
+from transforms.timefmt import LOCAL_TZ
+
+log = logging.getLogger("lienthong.pipeline")
+
+# progress(stage, done, total): called as work advances; total may be None when unknown.
+Progress = Callable[[str, int, "int | None"], None]
+
+
+class QualityThresholdExceeded(RuntimeError):
+    """A batch quarantined more rows than its source allows."""
+
+
+@dataclass
+class SyncOutcome:
+    """What one batch did: its window, counts and the rules that quarantined rows."""
+
+    source: str
+    stream: str
+    batch_id: str
+    window: Window
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    rows_deduplicated: int
+    watermark: datetime | None
+    rule_counts: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(self.rule_counts.items()))
+        return (f"{self.source}.{self.stream}: read {self.rows_read}, loaded {self.rows_loaded} "
+                f"({self.rows_deduplicated} duplicates merged), quarantined {self.rows_quarantined}"
+                + (f" [{rules}]" if rules else "")
+                + f"; window {self.window.start:%Y-%m-%d %H:%M} → {self.window.end:%Y-%m-%d %H:%M}")
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """How the pipeline runs one stream of a source: its standard entity and transform."""
+
+    entity: str
+    to_frames: Callable[..., tuple[pd.DataFrame, pd.DataFrame | None]]
+
+
+def _portal_dossiers(records, *, key: bytes, first_row: int):
+    from transforms.portal import dossiers_to_frames
+    return dossiers_to_frames(records, key=key, first_row=first_row)
+
+
+def _portal_procedures(records, *, key: bytes, first_row: int):
+    from transforms.portal import procedures_to_frame
+    return procedures_to_frame(records, first_row=first_row), None
+
+
+def _portal_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
+    from connectors.portal import PortalConnector
+    return PortalConnector(connection, page_size=settings.page_size, chunk_size=settings.chunk_size,
+                           timeout=settings.http_timeout, max_retries=settings.max_retries,
+                           on_page=on_page)
+
+
+SOURCES: dict[str, dict[str, Any]] = {
+    "national_portal": {
+        "connection_id": "national_portal",
+        "connector": _portal_connector,
+        # procedures first: dossiers are checked against the catalogue
+        "streams": {
+            "procedures": StreamPlan("procedure", _portal_procedures),
+            "dossiers": StreamPlan("dossier", _portal_dossiers),
+        },
+    },
+}
+
+
+def batch_id_for(source: str, stream: str, window: Window) -> str:
+    """A deterministic batch id: re-running the same window replaces the same batch."""
+    text = f"{source}|{stream}|{window.start.isoformat()}|{window.end.isoformat()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def plan_window(engine: sa.Engine, source: str, stream: str, settings: PipelineSettings,
+                until: datetime | None = None) -> Window:
+    """Incremental window: from the stored watermark minus the look-back (or the initial start) to now."""
+    from warehouse.state import get_watermark
+
+    watermark = get_watermark(engine, source, stream)
+    if watermark is None:
+        start = settings.initial_start
+    else:
+        start = watermark.astimezone(LOCAL_TZ) - timedelta(minutes=settings.lookback_minutes)
+    end = (until or datetime.now(LOCAL_TZ)).astimezone(LOCAL_TZ).replace(microsecond=0)
+    return Window(start=start.astimezone(LOCAL_TZ), end=end)
+
+
+def _catalogue_codes(engine: sa.Engine) -> set[str]:
+    with engine.connect() as conn:
+        return {row[0] for row in conn.execute(sa.text("SELECT procedure_code FROM dim_procedure"))}
+
+
+def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: ConnectionSettings,
+                settings: PipelineSettings, window: Window | None = None,
+                until: datetime | None = None, progress: Progress | None = None) -> SyncOutcome:
+    """Run one stream of a source as one batch and return what it did.
+
+    With `window` the batch covers exactly that window (a backfill; re-running it is idempotent);
+    otherwise the window runs from the watermark minus the look-back to `until` (default now).
+    """
+    from quality.gate import QualityGate
+    from warehouse.load import BatchWriter
+
+    plan: StreamPlan = SOURCES[source]["streams"][stream]
+    key = settings.require_pseudonym_key()
+    window = window or plan_window(engine, source, stream, settings, until)
+    batch_id = batch_id_for(source, stream, window)
+    references = {"procedure_code": _catalogue_codes(engine)} if plan.entity == "dossier" else {}
+    gate = QualityGate(plan.entity, references)
+
+    def on_page(stream_name: str, page: int, total_pages: int, records: int) -> None:
+        if progress:
+            progress(f"{source}.{stream_name} pages", page, total_pages)
+
+    connector = SOURCES[source]["connector"](connection, settings, on_page)
+    log.info("sync %s.%s batch %s window %s → %s", source, stream, batch_id,
+             window.start.isoformat(), window.end.isoformat())
+    rows_read = rows_bad = 0
+    watermark: datetime | None = None
+    rule_counts: dict[str, int] = {}
+    with BatchWriter(engine, source, stream, plan.entity, window.start, window.end, batch_id) as writer:
+        for records in connector.read(stream, window):
+            frame, events = plan.to_frames(records, key=key, first_row=rows_read)
+            rows_read += len(frame)
+            newest = frame["updated_at"].max()
+            if pd.notna(newest) and (watermark is None or newest > watermark):
+                watermark = newest.to_pydatetime()
+            checked = gate.split(frame)
+            for rule, n in checked.rule_counts.items():
+                rule_counts[rule] = rule_counts.get(rule, 0) + n
+            if events is not None:
+                events = events[events["dossier_code"].isin(set(checked.good["dossier_code"]))]
+            rows_bad += len(checked.bad)
+            writer.add(checked.good, checked.bad, events)
+            log.info("%s.%s: %d rows read so far (%d quarantined in this chunk)",
+                     source, stream, rows_read, len(checked.bad))
+            if progress:
+                progress(f"{source}.{stream} rows", rows_read, None)
+        if rows_read and rows_bad / rows_read > settings.max_quarantine_rate:
+            # raised inside the batch: nothing of it is loaded, the batch is recorded as failed
+            raise QualityThresholdExceeded(
+                f"{source}.{stream}: {rows_bad} of {rows_read} rows failed quality "
+                f"(over the {settings.max_quarantine_rate:.0%} threshold of LIENTHONG_MAX_QUARANTINE_RATE)")
+        result = writer.commit(watermark)
+    return SyncOutcome(source, stream, batch_id, window, result.rows_read, result.rows_loaded,
+                       result.rows_quarantined, result.rows_deduplicated, watermark, rule_counts)
+
+
+def sync_source(source: str, *, engine: sa.Engine, connection: ConnectionSettings,
+                settings: PipelineSettings, window: Window | None = None,
+                until: datetime | None = None, progress: Progress | None = None,
+                streams: list[str] | None = None) -> list[SyncOutcome]:
+    """Every stream of a source, in its declared order."""
+    names = streams or list(SOURCES[source]["streams"])
+    return [sync_stream(source, name, engine=engine, connection=connection, settings=settings,
+                        window=window, until=until, progress=progress) for name in names]
