@@ -26,13 +26,13 @@ def _say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def _airflow_env(portal_url: str, warehouse: str) -> dict[str, str]:
+def _airflow_env(portal_url: str, warehouse: str, var_dir: Path) -> dict[str, str]:
     from urllib.parse import urlsplit
 
     parts = urlsplit(portal_url)
     env = dict(os.environ)
     env.update({
-        "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(VAR / "airflow")),
+        "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(var_dir / "airflow")),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -68,7 +68,8 @@ def _run_airflow(args: list[str], env: dict[str, str], log_path: Path, expect_da
                          f"{f' and DAG state {state}' if expect_dag else ''}; full log: {log_path}")
 
 
-def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: bool = True) -> int:
+def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: bool = True,
+             var_dir: Path = VAR) -> int:
     """Generate the province, serve it as the portal, run both DAGs, print the report."""
     from sqlalchemy.engine import make_url
 
@@ -86,19 +87,19 @@ def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: boo
     shown = make_url(warehouse).render_as_string(hide_password=True)
 
     started = time.monotonic()
-    sim_dir = VAR / "sim"
-    _say(f"generating the simulated province (seed {seed}) into {sim_dir.relative_to(REPO)}")
+    sim_dir = var_dir / "sim"
+    _say(f"generating the simulated province (seed {seed}) into {sim_dir}")
     truth = generate_province(sim_dir, seed=seed, filler_dossiers=filler_dossiers)
     _say(f"  {truth['procedures']['records']:,} procedures, {truth['dossiers']['records_served']:,} "
-         f"dossier records with planted defects (ground truth: var/sim/ground_truth.json)")
+         f"dossier records with planted defects (ground truth: {sim_dir / 'ground_truth.json'})")
     _say(f"warehouse: {shown} — migrating")
     upgrade(warehouse)
 
     with PortalSimulator(data_dir=sim_dir, username="demo", password="demo") as portal:
         _say(f"national portal simulator listening on {portal.url}")
         if use_airflow:
-            env = _airflow_env(portal.url, warehouse)
-            logs = VAR / "logs"
+            env = _airflow_env(portal.url, warehouse, var_dir)
+            logs = var_dir / "logs"
             _say(f"Airflow (AIRFLOW_HOME={env['AIRFLOW_HOME']}): migrating its metadata database")
             _run_airflow(["db", "migrate"], env, logs / "airflow-db-migrate.log")
             _say("airflow dags test sync_national_portal (backfill "

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+
+# Airflow reads its home at import: give the test session a throw-away one, removed at exit.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="lienthong-test-airflow-")
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, True)
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 DEFAULT_TEST_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 

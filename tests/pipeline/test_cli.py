@@ -1,0 +1,85 @@
+"""The `lienthong` CLI: one clear line on every error, never a traceback; the report's JSON shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.cli import main
+from tests.pipeline.conftest import TEST_KEY
+
+
+@pytest.fixture
+def cli_env(monkeypatch, sqlite_url, portal):
+    monkeypatch.setenv("WAREHOUSE_URL", sqlite_url)
+    monkeypatch.setenv("LIENTHONG_PSEUDONYM_KEY", TEST_KEY)
+    monkeypatch.setenv("LIENTHONG_MAX_RETRIES", "1")
+    monkeypatch.setenv("LIENTHONG_HTTP_TIMEOUT", "2")
+    monkeypatch.setenv("AIRFLOW_CONN_NATIONAL_PORTAL", portal.url.replace("http://", "http://demo:demo@"))
+    monkeypatch.delenv("LIENTHONG_DEBUG", raising=False)
+    return portal
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("lienthong: error:")]
+    assert "Traceback" not in err
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("faults, words", [
+    (["html_error"] * 6, "HTML"),
+    (["malformed_json"] * 3, "JSON"),
+    (["empty_body"] * 3, "empty"),
+    (["missing_fields"] * 3, "result"),
+])
+def test_portal_faults_end_in_one_clear_line(cli_env, capsys, faults, words):
+    cli_env.inject(*faults)
+    assert main(["sync", "national-portal", "--stream", "procedures"]) == 1
+    line = _one_error_line(capsys)
+    assert words.lower() in line.lower()
+    assert "national_portal" in line
+
+
+def test_sync_then_report_json(cli_env, capsys):
+    assert main(["sync", "national-portal", "--start", "2000-01-01", "--end", "2017-09-01"]) == 0
+    out = capsys.readouterr().out
+    assert "national_portal.dossiers: read" in out
+    assert main(["report", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all({"indicator", "period", "agency_code", "value"} <= set(r) for r in rows)
+    assert any(r["agency_code"] is None for r in rows) and any(r["agency_code"] for r in rows)
+
+
+def test_missing_connection_is_named(cli_env, monkeypatch, capsys):
+    monkeypatch.delenv("AIRFLOW_CONN_NATIONAL_PORTAL")
+    assert main(["sync", "national-portal"]) == 1
+    assert "AIRFLOW_CONN_NATIONAL_PORTAL" in _one_error_line(capsys)
+
+
+def test_missing_pseudonym_key_is_an_error_not_a_default(cli_env, monkeypatch, capsys):
+    monkeypatch.delenv("LIENTHONG_PSEUDONYM_KEY")
+    monkeypatch.chdir(cli_env.url and "/")  # no .env file to fall back on
+    assert main(["sync", "national-portal"]) == 1
+    assert "LIENTHONG_PSEUDONYM_KEY" in _one_error_line(capsys)
+
+
+def test_bad_credentials_are_reported_without_the_password(cli_env, monkeypatch, capsys):
+    monkeypatch.setenv("AIRFLOW_CONN_NATIONAL_PORTAL", cli_env.url.replace("http://", "http://demo:s3cret@"))
+    assert main(["sync", "national-portal"]) == 1
+    line = _one_error_line(capsys)
+    assert "s3cret" not in line and "demo" in line
+
+
+def test_unknown_indicator_is_a_clear_error(cli_env, capsys):
+    assert main(["db", "upgrade"]) == 0
+    assert main(["report", "--indicator", "happiness"]) == 1
+    assert "unknown indicator 'happiness'" in _one_error_line(capsys)
+
+
+def test_unreachable_warehouse_is_one_line(cli_env, monkeypatch, capsys):
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert main(["db", "upgrade"]) == 1
+    assert "warehouse" in _one_error_line(capsys)
