@@ -1,0 +1,23 @@
+"""Data quality: GX suites generated from the standard, and the gate splitting chunks good/bad."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+# GX must see this before its first import: validation never talks to the network.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# GX logs at INFO/DEBUG on every validation; only its warnings are ours to show.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+from quality.gate import QualityGate, QualityGateError, QualityResult  # noqa: E402
+from quality.suites import build_suite, rule_of, suite_name  # noqa: E402
+
+__all__ = [
+    "QualityGate",
+    "QualityGateError",
+    "QualityResult",
+    "build_suite",
+    "rule_of",
+    "suite_name",
+]
