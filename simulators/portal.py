@@ -1,0 +1,412 @@
+"""The national portal's (DVCQG-like) sync API on loopback, with fault injection (INTERFACES §1)."""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import secrets
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import standards
+from simulators.generator import load_records
+
+__all__ = ["FAULTS", "PortalSimulator", "main"]
+
+PROVINCE_AGENCY = "000.00.00.H62"  # madonvi asking for the whole province
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+SLOW_SECONDS = 3.0
+FAULTS = (
+    "malformed_json",
+    "html_error",
+    "empty_body",
+    "missing_fields",
+    "http_500",
+    "http_429",
+    "expired_session",
+    "slow",
+)
+EXPIRED = {"error_code": "401", "message": "Phiên làm việc đã hết hạn"}
+BAD_LOGIN = {"error_code": 1, "message": "Sai tên đăng nhập hoặc mật khẩu"}
+NGINX_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
+class _Listing:
+    """Records in serving order — (NgayCapNhat, key, served position) — pre-encoded as JSON."""
+
+    def __init__(self, records: Iterable[dict[str, Any]], key: str, agency_field: str) -> None:
+        rows = list(records)
+        order = sorted(
+            range(len(rows)),
+            key=lambda i: (str(rows[i].get("NgayCapNhat", "")), str(rows[i].get(key, "")), i),
+        )
+        self.updated = [str(rows[i].get("NgayCapNhat", "")) for i in order]
+        self.agencies = [str(rows[i].get(agency_field, "")) for i in order]
+        self.encoded = [json.dumps(rows[i], ensure_ascii=False) for i in order]
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def select(
+        self, since: str | None, until: str | None, agencies: frozenset[str] | None
+    ) -> list[int]:
+        """Positions whose NgayCapNhat is within [since, until] (both inclusive, either open)."""
+        lo = bisect.bisect_left(self.updated, since) if since else 0
+        hi = bisect.bisect_right(self.updated, until) if until else len(self.updated)
+        if agencies is None:
+            return list(range(lo, hi))
+        return [i for i in range(lo, hi) if self.agencies[i] in agencies]
+
+
+class _ParameterError(ValueError):
+    """A request parameter the portal refuses (error_code "02")."""
+
+
+class PortalSimulator:
+    """The portal's sync API on a background thread: `with PortalSimulator(...) as portal: ...`."""
+
+    def __init__(
+        self,
+        procedures: list[dict[str, Any]] | None = None,
+        dossiers: list[dict[str, Any]] | None = None,
+        data_dir: Path | None = None,
+        username: str = "demo",
+        password: str = "demo",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        session_ttl: float | None = None,
+    ) -> None:
+        if data_dir is not None:
+            data_dir = Path(data_dir)
+            if procedures is None:
+                procedures = list(load_records(data_dir / "procedures.jsonl"))
+            if dossiers is None:
+                dossiers = list(load_records(data_dir / "dossiers.jsonl"))
+        self._listings = {
+            "LayDanhSachTTHC": _Listing(procedures or [], "MaTTHC", "MaCoQuanThucHien"),
+            "LayDanhSachHoSo": _Listing(dossiers or [], "MaHoSo", "DonViXuLy"),
+        }
+        self._username = username
+        self._password = password
+        self._host = host
+        self._requested_port = port
+        self._session_ttl = session_ttl
+        self._subtrees = _agency_subtrees()
+        self._lock = threading.Lock()
+        self._sessions: dict[str, float | None] = {}  # token -> monotonic expiry (None = never)
+        self._faults: deque[str] = deque()
+        self.calls: list[dict[str, Any]] = []
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> PortalSimulator:
+        """Bind and serve on a background thread (idempotent)."""
+        if self._server is None:
+            self._server = _Server((self._host, self._requested_port), _Handler, self)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"portal-simulator:{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> PortalSimulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the portal simulator is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    # -- test controls ----------------------------------------------------------------------
+    def inject(self, *faults: str) -> None:
+        """Queue faults for the next /api calls, one per call, in order."""
+        unknown = [f for f in faults if f not in FAULTS]
+        if unknown:
+            raise ValueError(f"unknown fault(s) {unknown}; known: {', '.join(FAULTS)}")
+        with self._lock:
+            self._faults.extend(faults)
+
+    def expire_sessions(self) -> None:
+        """Drop every session now: the next /api call answers "401"."""
+        with self._lock:
+            self._sessions.clear()
+
+    # -- the API ----------------------------------------------------------------------------
+    def login(self, body: Any) -> dict[str, Any]:
+        if not (
+            isinstance(body, dict)
+            and body.get("username") == self._username
+            and body.get("password") == self._password
+        ):
+            return BAD_LOGIN
+        token = secrets.token_urlsafe(24)
+        expiry = None if self._session_ttl is None else time.monotonic() + self._session_ttl
+        with self._lock:
+            self._sessions[token] = expiry
+        return {"session": token, "error_code": 0}
+
+    def record_call(self, body: Any) -> str | None:
+        """Note the call in `.calls` and take the next queued fault, if any."""
+        fields = ("service", "tungay", "denngay", "trang", "sodong", "madonvi")
+        call = {name: body.get(name) if isinstance(body, dict) else None for name in fields}
+        with self._lock:
+            self.calls.append(call)
+            return self._faults.popleft() if self._faults else None
+
+    def session_valid(self, token: Any) -> bool:
+        with self._lock:
+            if not isinstance(token, str) or token not in self._sessions:
+                return False
+            expiry = self._sessions[token]
+            if expiry is not None and time.monotonic() >= expiry:
+                del self._sessions[token]
+                return False
+            return True
+
+    def answer(self, body: Any) -> str:
+        """The JSON text answering one /api call (faults aside)."""
+        if not isinstance(body, dict):
+            return _json({"error_code": "02", "message": "Yêu cầu không phải đối tượng JSON"})
+        if not self.session_valid(body.get("session")):
+            return _json(EXPIRED)
+        service = body.get("service")
+        listing = self._listings.get(service) if isinstance(service, str) else None
+        if listing is None:
+            return _json({"error_code": "99", "message": f"Dịch vụ không tồn tại: {service!r}"})
+        try:
+            agencies = self._agencies(body.get("madonvi"))
+            page = _integer(body, "trang", 1, 1, None)
+            size = _integer(body, "sodong", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+            since = _portal_time(body, "tungay")
+            until = _portal_time(body, "denngay")
+            if since and until and since > until:
+                raise _ParameterError("tungay sau denngay")
+        except _ParameterError as exc:
+            return _json({"error_code": "02", "message": f"Tham số không hợp lệ: {exc}"})
+        positions = listing.select(since, until, agencies)
+        chunk = positions[(page - 1) * size : page * size]
+        head = _json({"error_code": "00", "tongso": len(positions), "trang": page, "sodong": size})
+        result = ",".join(listing.encoded[i] for i in chunk)
+        return f'{head[:-1]}, "result": [{result}]}}'
+
+    def _agencies(self, madonvi: Any) -> frozenset[str] | None:
+        """None for the whole province, else the agency and its subordinate agencies."""
+        if not isinstance(madonvi, str) or not madonvi:
+            raise _ParameterError("thiếu madonvi")
+        if madonvi == PROVINCE_AGENCY:
+            return None
+        if madonvi not in self._subtrees:
+            raise _ParameterError(f"madonvi {madonvi!r} không tồn tại")
+        return self._subtrees[madonvi]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _integer(body: dict[str, Any], name: str, default: int, low: int, high: int | None) -> int:
+    value = body.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _ParameterError(f"{name} phải là số nguyên")
+    try:
+        number = int(value)
+    except ValueError:
+        raise _ParameterError(f"{name} phải là số nguyên: {value!r}") from None
+    if number < low or (high is not None and number > high):
+        limit = f"{low}..{high}" if high is not None else f">= {low}"
+        raise _ParameterError(f"{name} ngoài khoảng {limit}: {number}")
+    return number
+
+
+def _portal_time(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) != 14 or not value.isdigit():
+        raise _ParameterError(f"{name} phải có dạng yyyyMMddHHmmss: {value!r}")
+    try:
+        datetime.strptime(value, "%Y%m%d%H%M%S")
+    except ValueError:
+        raise _ParameterError(f"{name} không phải thời điểm hợp lệ: {value!r}") from None
+    return value
+
+
+def _agency_subtrees() -> dict[str, frozenset[str]]:
+    """Each agency of agencies.csv with every agency under it (itself included)."""
+    parent = {row["agency_code"]: row["parent_code"] for row in standards.load_codelist("agencies")}
+    subtrees: dict[str, set[str]] = {code: set() for code in parent}
+    for code in parent:
+        node: str | None = code
+        while node:
+            subtrees[node].add(code)
+            node = parent.get(node) or None
+    return {code: frozenset(members) for code, members in subtrees.items()}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type, simulator: PortalSimulator):
+        self.simulator = simulator
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (timeout tests) is not an error worth printing.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    server_version = "nginx"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — the base's name
+        """Silent: tests and the demo should not see a line per request."""
+
+    def do_GET(self) -> None:  # noqa: N802 — http.server's naming
+        self._send(405, _json({"error_code": "405", "message": "Chỉ hỗ trợ POST"}))
+
+    def do_POST(self) -> None:  # noqa: N802 — http.server's naming
+        simulator = self.server.simulator
+        body = self._read_json()
+        if self.path == "/login":
+            self._send(200, _json(simulator.login(body)))
+        elif self.path == "/api":
+            fault = simulator.record_call(body)
+            if fault is None or fault == "slow":
+                if fault == "slow":
+                    time.sleep(SLOW_SECONDS)
+                self._send(200, simulator.answer(body))
+            else:
+                self._send_fault(fault)
+        else:
+            self._send(404, _json({"error_code": "404", "message": f"Không có {self.path}"}))
+
+    def _read_json(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length > 0 else b""
+        try:
+            return json.loads(raw.decode("utf-8")) if raw else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+
+    def _send_fault(self, fault: str) -> None:
+        if fault == "malformed_json":
+            self._send(200, '{"error_code": "00", "result": [')
+        elif fault == "html_error":
+            self._send(502, NGINX_502, "text/html")
+        elif fault == "empty_body":
+            self._send(200, "")
+        elif fault == "missing_fields":
+            self._send(200, _json({"error_code": "00", "trang": 1, "sodong": DEFAULT_PAGE_SIZE}))
+        elif fault == "http_500":
+            self._send(500, _json({"error_code": "500"}))
+        elif fault == "http_429":
+            self._send(
+                429,
+                _json({"error_code": "429", "message": "Too Many Requests"}),
+                headers={"Retry-After": "1"},
+            )
+        elif fault == "expired_session":
+            self.server.simulator.expire_sessions()
+            self._send(200, _json(EXPIRED))
+
+    def _send(
+        self,
+        status: int,
+        text: str,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        payload = text.encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away (e.g. its timeout fired)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m simulators.portal --data-dir DIR --port N`: serve until Ctrl-C."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--data-dir",
+        required=True,
+        type=Path,
+        help="directory with procedures.jsonl and dossiers.jsonl",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--username", default="demo")
+    parser.add_argument("--password", default="demo")
+    args = parser.parse_args(argv)
+    missing = [
+        n for n in ("procedures.jsonl", "dossiers.jsonl") if not (args.data_dir / n).is_file()
+    ]
+    if missing:
+        parser.error(f"{args.data_dir} lacks {', '.join(missing)} (generate them first)")
+    portal = PortalSimulator(
+        data_dir=args.data_dir,
+        username=args.username,
+        password=args.password,
+        host=args.host,
+        port=args.port,
+    )
+    with portal:
+        print(portal.url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,394 @@
+"""The portal simulator over real loopback HTTP: login, paging, windows, errors and faults."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulators.generator import generate_province
+from simulators.portal import FAULTS, PortalSimulator
+
+PROVINCE = "000.00.00.H62"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Answer:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def post(url: str, path: str, body: Any, timeout: float = 10.0) -> Answer:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return Answer(response.status, dict(response.getheaders()), response.read())
+    finally:
+        conn.close()
+
+
+def login(portal: PortalSimulator) -> str:
+    return post(portal.url, "/login", {"username": "demo", "password": "demo"}).json()["session"]
+
+
+def ask(
+    portal: PortalSimulator, session: str, service: str = "LayDanhSachHoSo", **params
+) -> Answer:
+    body = {"session": session, "madonvi": PROVINCE, "service": service, **params}
+    return post(portal.url, "/api", body)
+
+
+def dossier(code: str, updated: str, **extra) -> dict:
+    return {"MaHoSo": code, "NgayCapNhat": updated, "DonViXuLy": code.split("-")[0], **extra}
+
+
+@pytest.fixture(scope="module")
+def province(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("portal-province")
+    generate_province(out, seed=11, filler_dossiers=300)
+    return out
+
+
+@pytest.fixture(scope="module")
+def portal(province):
+    with PortalSimulator(data_dir=province) as server:
+        yield server
+
+
+@pytest.fixture
+def small():
+    records = [
+        dossier("000.00.03.H62-160105-0002", "20160105100000", n=1),
+        dossier("000.00.03.H62-160105-0001", "20160105100000", n=2),
+        dossier("000.00.04.H62-160104-0001", "20160104080000", n=3),
+        dossier("000.01.21.H62-160106-0001", "20160106170000", n=4),
+        dossier("000.00.03.H62-160105-0001", "20160105100000", n=5),  # served again
+        dossier("000.00.04.H62-160107-0001", "20160107000000", n=6),
+    ]
+    with PortalSimulator(dossiers=records, procedures=[]) as server:
+        yield server
+
+
+def test_login_gives_a_session_with_integer_error_code(portal):
+    answer = post(portal.url, "/login", {"username": "demo", "password": "demo"})
+    assert answer.status == 200
+    body = answer.json()
+    assert body["error_code"] == 0 and isinstance(body["session"], str) and body["session"]
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{"username": "demo", "password": "wrong"}, {"username": "x", "password": "demo"}, {}],
+)
+def test_login_refuses_bad_credentials(portal, credentials):
+    body = post(portal.url, "/login", credentials).json()
+    assert body == {"error_code": 1, "message": "Sai tên đăng nhập hoặc mật khẩu"}
+
+
+def test_login_with_configured_credentials():
+    with PortalSimulator(username="vp", password="s3cret") as server:
+        assert (
+            post(server.url, "/login", {"username": "demo", "password": "demo"}).json()[
+                "error_code"
+            ]
+            == 1
+        )
+        assert (
+            post(server.url, "/login", {"username": "vp", "password": "s3cret"}).json()[
+                "error_code"
+            ]
+            == 0
+        )
+
+
+@pytest.mark.parametrize("session", ["", "not-a-session", None])
+def test_unknown_session_is_told_expired(portal, session):
+    answer = ask(portal, session)
+    assert answer.status == 200
+    assert answer.json() == {"error_code": "401", "message": "Phiên làm việc đã hết hạn"}
+
+
+def test_unknown_service_is_99(portal):
+    body = ask(portal, login(portal), service="LayDanhSachKhac").json()
+    assert body["error_code"] == "99"
+
+
+@pytest.mark.parametrize(
+    ("params", "word"),
+    [
+        ({"sodong": 1001}, "sodong"),
+        ({"sodong": 0}, "sodong"),
+        ({"sodong": "many"}, "sodong"),
+        ({"trang": 0}, "trang"),
+        ({"tungay": "2016-01-01"}, "tungay"),
+        ({"denngay": "20160230000000"}, "denngay"),
+        ({"tungay": "20160102000000", "denngay": "20160101000000"}, "tungay"),
+        ({"madonvi": "000.00.98.H62"}, "madonvi"),
+        ({"madonvi": ""}, "madonvi"),
+    ],
+)
+def test_bad_parameters_are_02_naming_the_parameter(portal, params, word):
+    body = ask(portal, login(portal), **params).json()
+    assert body["error_code"] == "02"
+    assert word in body["message"]
+
+
+def test_paging_serves_every_served_record_exactly_once(portal, province):
+    served = [
+        json.loads(line) for line in (province / "dossiers.jsonl").read_text("utf-8").splitlines()
+    ]
+    session = login(portal)
+    got, page = [], 1
+    while True:
+        body = ask(portal, session, trang=page, sodong=997).json()
+        assert body["error_code"] == "00" and body["tongso"] == len(served)
+        assert (body["trang"], body["sodong"]) == (page, 997)
+        if not body["result"]:
+            break
+        got.extend(body["result"])
+        page += 1
+    assert got == served  # the file is in serving order, duplicates included
+    assert len({d["MaHoSo"] for d in got}) < len(got)
+
+
+def test_procedures_are_listed_and_paged(portal, province):
+    catalogue = [
+        json.loads(line) for line in (province / "procedures.jsonl").read_text("utf-8").splitlines()
+    ]
+    session = login(portal)
+    first = ask(portal, session, "LayDanhSachTTHC", trang=1, sodong=1000).json()
+    second = ask(portal, session, "LayDanhSachTTHC", trang=2, sodong=1000).json()
+    third = ask(portal, session, "LayDanhSachTTHC", trang=3, sodong=1000).json()
+    assert first["tongso"] == len(catalogue) == 2010
+    assert first["result"] + second["result"] + third["result"] == catalogue
+    since = ask(portal, session, "LayDanhSachTTHC", tungay="20170101000000", sodong=1000).json()
+    assert since["tongso"] == sum(1 for p in catalogue if p["NgayCapNhat"] >= "20170101000000")
+
+
+def test_window_is_inclusive_at_both_ends(small):
+    session = login(small)
+    body = ask(small, session, tungay="20160105100000", denngay="20160106170000").json()
+    assert body["tongso"] == 4
+    assert [d["n"] for d in body["result"]] == [2, 5, 1, 4]
+    just_after = ask(small, session, tungay="20160105100001", denngay="20160107000000").json()
+    assert [d["n"] for d in just_after["result"]] == [4, 6]
+
+
+def test_order_is_update_time_then_code_then_served_order(small):
+    body = ask(small, login(small), sodong=1000).json()
+    assert [d["n"] for d in body["result"]] == [3, 2, 5, 1, 4, 6]
+
+
+def test_pages_past_the_end_are_empty(small):
+    body = ask(small, login(small), trang=3, sodong=3).json()
+    assert body["error_code"] == "00" and body["tongso"] == 6 and body["result"] == []
+
+
+def test_madonvi_of_an_agency_narrows_to_its_dossiers(small):
+    session = login(small)
+    justice = ask(small, session, madonvi="000.00.03.H62").json()
+    assert {d["n"] for d in justice["result"]} == {1, 2, 5}
+    vinh_yen = ask(small, session, madonvi="000.00.21.H62").json()  # a district and its communes
+    assert [d["n"] for d in vinh_yen["result"]] == [4]
+
+
+def test_calls_record_the_windows_asked(small):
+    session = login(small)
+    ask(small, session, tungay="20160101000000", denngay="20160131235959", trang=2, sodong=50)
+    ask(small, session, "LayDanhSachTTHC", trang=1, sodong=10)
+    assert small.calls == [
+        {
+            "service": "LayDanhSachHoSo",
+            "tungay": "20160101000000",
+            "denngay": "20160131235959",
+            "trang": 2,
+            "sodong": 50,
+            "madonvi": PROVINCE,
+        },
+        {
+            "service": "LayDanhSachTTHC",
+            "tungay": None,
+            "denngay": None,
+            "trang": 1,
+            "sodong": 10,
+            "madonvi": PROVINCE,
+        },
+    ]
+
+
+def test_login_is_not_an_api_call(small):
+    login(small)
+    assert small.calls == []
+
+
+def test_malformed_json_fault(small):
+    small.inject("malformed_json")
+    answer = ask(small, login(small))
+    assert answer.status == 200 and answer.body == b'{"error_code": "00", "result": ['
+    with pytest.raises(json.JSONDecodeError):
+        answer.json()
+
+
+def test_html_error_fault(small):
+    small.inject("html_error")
+    answer = ask(small, login(small))
+    assert answer.status == 502
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert b"<html>" in answer.body and b"nginx" in answer.body
+
+
+def test_empty_body_fault(small):
+    small.inject("empty_body")
+    answer = ask(small, login(small))
+    assert answer.status == 200 and answer.body == b""
+
+
+def test_missing_fields_fault(small):
+    small.inject("missing_fields")
+    body = ask(small, login(small)).json()
+    assert body["error_code"] == "00" and "result" not in body and "tongso" not in body
+
+
+def test_http_500_fault(small):
+    small.inject("http_500")
+    answer = ask(small, login(small))
+    assert answer.status == 500 and answer.json() == {"error_code": "500"}
+
+
+def test_http_429_fault(small):
+    small.inject("http_429")
+    answer = ask(small, login(small))
+    assert answer.status == 429 and answer.headers["Retry-After"] == "1"
+
+
+def test_expired_session_fault_drops_every_session(small):
+    first, second = login(small), login(small)
+    small.inject("expired_session")
+    assert ask(small, first).json()["error_code"] == "401"
+    assert ask(small, second).json()["error_code"] == "401"  # not a fault any more: gone
+    assert ask(small, login(small)).json()["error_code"] == "00"
+
+
+def test_slow_fault_trips_a_client_timeout_then_serves(small):
+    session = login(small)
+    small.inject("slow")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        post(
+            small.url,
+            "/api",
+            {"session": session, "madonvi": PROVINCE, "service": "LayDanhSachHoSo"},
+            timeout=0.5,
+        )
+    assert time.monotonic() - started < 2
+    assert ask(small, session).json()["error_code"] == "00"
+
+
+def test_slow_fault_answers_normally_to_a_patient_client(small):
+    session = login(small)
+    small.inject("slow")
+    started = time.monotonic()
+    body = ask(small, session).json()
+    assert time.monotonic() - started >= 2.9 and body["tongso"] == 6
+
+
+def test_faults_apply_one_per_call_in_order(small):
+    session = login(small)
+    small.inject("http_500", "empty_body", "http_429")
+    assert [ask(small, session).status for _ in range(4)] == [500, 200, 429, 200]
+    assert len(small.calls) == 4
+
+
+def test_every_fault_name_is_accepted_and_unknown_refused(small):
+    small.inject(*FAULTS)
+    with pytest.raises(ValueError, match="unknown fault"):
+        small.inject("network_partition")
+
+
+def test_expire_sessions_now():
+    with PortalSimulator() as server:
+        session = login(server)
+        assert ask(server, session).json()["error_code"] == "00"
+        server.expire_sessions()
+        assert ask(server, session).json()["error_code"] == "401"
+
+
+def test_session_time_to_live():
+    with PortalSimulator(session_ttl=0.3) as server:
+        session = login(server)
+        assert ask(server, session).json()["error_code"] == "00"
+        time.sleep(0.4)
+        assert ask(server, session).json()["error_code"] == "401"
+
+
+def test_concurrent_clients_page_consistently(portal):
+    session = login(portal)
+    results: dict[int, list] = {}
+
+    def fetch(page: int) -> None:
+        results[page] = ask(portal, session, trang=page, sodong=500).json()["result"]
+
+    threads = [threading.Thread(target=fetch, args=(page,)) for page in range(1, 9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sequential = [ask(portal, session, trang=p, sodong=500).json()["result"] for p in range(1, 9)]
+    assert [results[p] for p in range(1, 9)] == sequential
+
+
+def test_stop_frees_the_port():
+    server = PortalSimulator().start()
+    port = server.port
+    server.stop()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_main_serves_a_data_dir_until_interrupted(province):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulators.portal",
+            "--data-dir",
+            str(province),
+            "--port",
+            "0",
+            "--username",
+            "u",
+            "--password",
+            "p",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        body = post(url, "/login", {"username": "u", "password": "p"}).json()
+        assert body["error_code"] == 0
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    assert err == ""  # no request logging
