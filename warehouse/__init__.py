@@ -1,0 +1,13 @@
+"""The shared warehouse: schema, migrations, idempotent batch loads, sync state, indicator views."""
+
+from __future__ import annotations
+
+from warehouse.db import create_engine, upgrade, warehouse_url
+from warehouse.load import BatchResult, BatchWriter
+from warehouse.state import get_watermark, list_batches
+from warehouse.views import level_on, procedures_by_level
+
+__all__ = [
+    "BatchResult", "BatchWriter", "create_engine", "get_watermark", "level_on",
+    "list_batches", "procedures_by_level", "upgrade", "warehouse_url",
+]

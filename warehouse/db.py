@@ -1,0 +1,178 @@
+"""Warehouse connections and upgrades: URL, engines per dialect, Alembic to head, code lists."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+
+import standards
+from warehouse.schema import CODELIST_TABLES, dim_dossier_status
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+ALEMBIC_INI = PACKAGE_DIR / "alembic.ini"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# Execution option a writer sets on its connection so SQLite takes the write lock at BEGIN
+# (BEGIN IMMEDIATE): two writers then queue on the busy timeout instead of deadlocking when
+# both try to upgrade a read lock. PostgreSQL ignores it.
+WRITE_LOCK_OPTION = "warehouse_write_lock"
+
+
+def warehouse_url() -> str:
+    """The warehouse URL: `WAREHOUSE_URL`, else the repository's SQLite file `var/warehouse.db`."""
+    url = os.environ.get("WAREHOUSE_URL", "").strip()
+    if url:
+        return url
+    var = REPO_DIR / "var"
+    var.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{var / 'warehouse.db'}"
+
+
+def create_engine(url: str | URL | None = None) -> sa.Engine:
+    """An engine for the warehouse: PostgreSQL through psycopg 3, or SQLite in WAL mode.
+
+    SQLite connections get a busy timeout, WAL journaling, foreign-key enforcement (as PostgreSQL
+    does) and real transactions: pysqlite's own transaction handling skips DDL and SAVEPOINTs, so
+    SQLAlchemy emits BEGIN itself and every `engine.begin()` is one atomic SQLite transaction.
+    """
+    url = make_url(url or warehouse_url())
+    backend = url.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        elif url.get_driver_name() != "psycopg":
+            raise ValueError(f"the warehouse loads PostgreSQL with psycopg 3 (COPY); "
+                             f"use postgresql+psycopg://, not {url.drivername}://")
+        return sa.create_engine(url, pool_pre_ping=True)
+    if backend == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine, in_memory=url.database in (None, "", ":memory:"))
+        return engine
+    raise ValueError(f"unsupported warehouse database {backend!r}: use PostgreSQL or SQLite")
+
+
+def _configure_sqlite(engine: sa.Engine, *, in_memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" hook below emits BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL, much faster
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        immediate = connection.get_execution_options().get(WRITE_LOCK_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def insert_for(connection: sa.Connection) -> Callable[[sa.Table], Any]:
+    """The dialect's INSERT construct, which has `.on_conflict_do_update` (PostgreSQL, SQLite)."""
+    name = connection.dialect.name
+    if name == "postgresql":
+        return postgresql.insert
+    if name == "sqlite":
+        return sqlite.insert
+    raise ValueError(f"no upsert for dialect {name!r}")
+
+
+@contextmanager
+def connection_of(bind: sa.Engine | sa.Connection) -> Iterator[sa.Connection]:
+    """The given connection, or a new one from the given engine (closed afterwards)."""
+    if isinstance(bind, sa.Connection):
+        yield bind
+    else:
+        with bind.connect() as connection:
+            yield connection
+
+
+def alembic_config() -> Config:
+    """Alembic configuration of the warehouse migrations (works from any working directory)."""
+    return Config(str(ALEMBIC_INI))
+
+
+def upgrade(target: str | URL | sa.Engine | None = None, revision: str = "head") -> None:
+    """Migrate the warehouse to `revision` and upsert the code-list dimensions, in one transaction.
+
+    Idempotent: a second call changes nothing.
+    """
+    engine = target if isinstance(target, sa.Engine) else create_engine(target)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+            seed_dimensions(connection)
+    finally:
+        if engine is not target:
+            engine.dispose()
+
+
+def seed_dimensions(connection: sa.Connection) -> None:
+    """Upsert the code-list dimensions, agencies and admin units from the standard.
+
+    Rows already equal are not touched; rows no longer in the standard are kept (facts may
+    still refer to them).
+    """
+    received = standards.status_groups()["received"]
+    for name, table in CODELIST_TABLES.items():
+        rows = [_codelist_row(table, row) for row in standards.load_codelist(name)]
+        if table is dim_dossier_status:
+            for row in rows:
+                row["is_received"] = row["code"] in received
+        upsert_rows(connection, table, rows)
+
+
+def upsert_rows(connection: sa.Connection, table: sa.Table,
+                rows: Iterable[Mapping[str, Any]]) -> None:
+    """INSERT … ON CONFLICT (primary key) DO UPDATE, only where a value differs."""
+    rows = list(rows)
+    if not rows:
+        return
+    key = [c.name for c in table.primary_key.columns]
+    stmt = insert_for(connection)(table)
+    others = [c.name for c in table.columns if c.name not in key and c.name in rows[0]]
+    if others:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=key,
+            set_={name: stmt.excluded[name] for name in others},
+            where=sa.or_(*(table.c[name].is_distinct_from(stmt.excluded[name]) for name in others)),
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=key)
+    connection.execute(stmt, rows)
+
+
+def _codelist_row(table: sa.Table, row: Mapping[str, str]) -> dict[str, Any]:
+    """A code-list CSV row converted to the table's column types ("" = NULL)."""
+    out: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name not in row:
+            continue
+        text = row[column.name].strip()
+        if text == "":
+            out[column.name] = None
+        elif isinstance(column.type, sa.Boolean):
+            out[column.name] = text.lower() in ("true", "1", "yes")
+        elif isinstance(column.type, sa.Integer):
+            out[column.name] = int(text)
+        elif isinstance(column.type, sa.Date):
+            out[column.name] = date.fromisoformat(text)
+        else:
+            out[column.name] = text
+    return out

@@ -1,0 +1,565 @@
+"""Batch loading: stage standard frames chunk by chunk, then publish them in one transaction."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from warehouse.db import WRITE_LOCK_OPTION, insert_for
+from warehouse.schema import (
+    ENTITY_TABLES,
+    UtcDateTime,
+    dim_online_level,
+    dim_procedure,
+    dim_procedure_level,
+    fact_dossier_event,
+    ops_batch,
+    ops_quarantine,
+    ops_sync_state,
+)
+
+log = logging.getLogger(__name__)
+
+ENTITIES = tuple(ENTITY_TABLES)
+ENTITY_KEYS = {"dossier": "dossier_code", "procedure": "procedure_code"}
+# Set by the loader, never taken from the frame.
+LOADER_COLUMNS = ("batch_id", "loaded_at")
+MAX_ERROR_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one committed batch did (the same numbers as its ops_batch row)."""
+
+    batch_id: str
+    source: str
+    stream: str
+    entity: str
+    rows_read: int          # good + bad rows handed to the writer
+    rows_loaded: int        # good rows (duplicates of a key included)
+    rows_quarantined: int   # bad rows, now in ops_quarantine
+    rows_deduplicated: int  # good rows folded into another row of the same key
+    checksum: str
+    watermark: datetime | None
+
+
+class BatchWriter:
+    """Loads one batch in one transaction: `add()` stages each chunk, `commit()` publishes it.
+
+    ```
+    with BatchWriter(engine, source, stream, entity, window_start, window_end, batch_id) as w:
+        w.add(good_frame, bad_frame, events_frame)   # per chunk
+        result = w.commit(watermark)
+    ```
+    Good rows are staged in temporary tables (COPY on PostgreSQL), bad rows go to ops_quarantine;
+    `commit()` deduplicates by key (greatest updated_at, then greatest `_row`), upserts into the
+    fact or dimension without ever replacing a newer row by an older one, replaces the dossiers'
+    events or the procedures' level history, writes the manifest and advances the sync state.
+    Anything raised inside the `with` rolls all of it back and records the batch as failed.
+    Re-running a batch id replaces its manifest and quarantine rows: loads are idempotent.
+    """
+
+    def __init__(self, engine: sa.Engine, source: str, stream: str, entity: str,
+                 window_start: datetime | None, window_end: datetime | None, batch_id: str) -> None:
+        if entity not in ENTITY_TABLES:
+            raise ValueError(f"unknown entity {entity!r}: the writer loads {', '.join(ENTITIES)}")
+        if not batch_id or len(batch_id) > ops_batch.c.batch_id.type.length:
+            raise ValueError(f"batch_id must be 1-{ops_batch.c.batch_id.type.length} characters")
+        self.engine = engine
+        self.source = source
+        self.stream = stream
+        self.entity = entity
+        self.window_start = window_start
+        self.window_end = window_end
+        self.batch_id = batch_id
+        self.target = ENTITY_TABLES[entity]
+        self.key = ENTITY_KEYS[entity]
+        self._staging = _StagingTables(self.target)
+        self._conn: sa.Connection | None = None
+        self._txn: sa.RootTransaction | None = None
+        self._state = "new"  # new → open → committed | aborted
+        self._started_at: datetime | None = None
+        self._good = 0
+        self._bad = 0
+        self._event_ord = 0
+        self._next_row = 0
+
+    # ── context manager ──────────────────────────────────────────────────────────────────────
+
+    def __enter__(self) -> BatchWriter:
+        if self._state != "new":
+            raise RuntimeError("a BatchWriter runs one batch once")
+        self._started_at = _utcnow()
+        # Visible at once, in its own transaction, so a running batch shows in ops_batch.
+        with self.engine.begin() as conn:
+            self._write_manifest(conn, status="running")
+        self._conn = self.engine.connect()
+        self._conn.execution_options(**{WRITE_LOCK_OPTION: True})
+        self._txn = self._conn.begin()
+        self._state = "open"
+        try:
+            self._conn.execute(sa.delete(ops_quarantine)
+                               .where(ops_quarantine.c.batch_id == self.batch_id))
+            self._staging.create(self._conn)
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._state != "open":
+            return
+        self._abort()
+        if exc is None:
+            error = "the batch was closed without commit()"
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+        if self._good or self._bad:
+            error += f" (after staging {self._good} good and {self._bad} bad rows)"
+        self._record_failure(error[:MAX_ERROR_CHARS])
+
+    # ── staging ──────────────────────────────────────────────────────────────────────────────
+
+    def add(self, good_frame: pd.DataFrame | None, bad_frame: pd.DataFrame | None = None,
+            events_frame: pd.DataFrame | None = None) -> None:
+        """Stage one chunk: good rows for the upsert, bad rows into quarantine, dossier events.
+
+        Frames have the standard columns of the entity plus `_row`, `_payload`, `_record_key`
+        (bad frames: `failed_rules`); other `_` columns and columns unknown to the table are
+        ignored. An events frame makes `commit()` replace the events of this chunk's dossiers.
+        """
+        conn = self._open_connection()
+        if events_frame is not None and self.entity != "dossier":
+            raise ValueError(f"events belong to dossiers, not to {self.entity} batches")
+        if good_frame is not None and len(good_frame):
+            self._stage_good(conn, good_frame, with_events=events_frame is not None)
+        if bad_frame is not None and len(bad_frame):
+            self._quarantine(conn, bad_frame)
+        if events_frame is not None and len(events_frame):
+            self._stage_events(conn, events_frame)
+
+    def _rows_of(self, frame: pd.DataFrame) -> list[int]:
+        if "_row" in frame.columns:
+            rows = _column_values(frame["_row"], sa.Integer())
+            if any(r is None for r in rows):
+                raise ValueError("a row without `_row`: every row needs its position in the batch")
+        else:
+            rows = list(range(self._next_row, self._next_row + len(frame)))
+        self._next_row = max(self._next_row, max(rows) + 1)
+        return rows
+
+    def _stage_good(self, conn: sa.Connection, frame: pd.DataFrame, *, with_events: bool) -> None:
+        table = self._staging.main
+        data = {c.name: _frame_column(frame, c)
+                for c in table.columns if not c.name.startswith("_")}
+        n = len(frame)
+        # The standard leaves these to the source; the loader knows them.
+        data["source_system"] = [v if v is not None else self.source for v in data["source_system"]]
+        if self.entity == "procedure":
+            now = _utcnow()
+            data["updated_at"] = [v if v is not None else now for v in data["updated_at"]]
+        data["_row"] = rows = self._rows_of(frame)
+        data["_with_events"] = [1 if with_events else 0] * n
+        names = list(data)
+        _copy_rows(conn, table, names, list(zip(*(data[name] for name in names), strict=True)))
+        _copy_rows(conn, self._staging.digest, ["digest"], [(d,) for d in _digests(frame)])
+        if self.entity == "procedure":
+            codes = data["procedure_code"]
+            levels = frame["levels"].tolist() if "levels" in frame.columns else [None] * n
+            level_rows = [lvl for code, row, items in zip(codes, rows, levels, strict=True)
+                          for lvl in _level_periods(code, row, items)]
+            _copy_rows(conn, self._staging.level, list(_LEVEL_COLUMNS), level_rows)
+        self._good += n
+
+    def _quarantine(self, conn: sa.Connection, frame: pd.DataFrame) -> None:
+        n = len(frame)
+        if "failed_rules" in frame.columns:
+            rules = frame["failed_rules"].tolist()
+        elif "_errors" in frame.columns:
+            rules = frame["_errors"].tolist()
+        else:
+            rules = [None] * n
+        now = _utcnow()
+        payloads = _frame_column(frame, ops_quarantine.c.payload, "_payload")
+        keys = _frame_column(frame, ops_quarantine.c.record_key, "_record_key")
+        rows = [(self.batch_id, self.source, self.stream, key, row, _rules_json(rule), payload, now)
+                for key, row, rule, payload
+                in zip(keys, self._rows_of(frame), rules, payloads, strict=True)]
+        names = ["batch_id", "source", "stream", "record_key", "row_number", "failed_rules",
+                 "payload", "created_at"]
+        _copy_rows(conn, ops_quarantine, names, rows)
+        _copy_rows(conn, self._staging.digest, ["digest"], [(d,) for d in _digests(frame)])
+        self._bad += n
+
+    def _stage_events(self, conn: sa.Connection, frame: pd.DataFrame) -> None:
+        table = self._staging.event
+        data = {c.name: _frame_column(frame, c) for c in table.columns if c.name != "_ord"}
+        data["_ord"] = list(range(self._event_ord, self._event_ord + len(frame)))
+        self._event_ord += len(frame)
+        names = list(data)
+        _copy_rows(conn, table, names, list(zip(*(data[name] for name in names), strict=True)))
+
+    # ── commit ───────────────────────────────────────────────────────────────────────────────
+
+    def commit(self, watermark: datetime | None = None) -> BatchResult:
+        """Publish the batch in its transaction and return its counts.
+
+        `watermark` is the greatest replication-key value read (tz-aware); the stream's sync
+        state moves to it unless it already is later. None keeps the state's watermark.
+        """
+        conn = self._open_connection()
+        watermark = _to_utc(watermark) if watermark is not None else None  # refuses a naive one
+        staging = self._staging
+        staging.analyze(conn)
+        checksum = self._checksum(conn)
+        self._check_rows_unique(conn)
+        self._deduplicate(conn)
+        kept = conn.execute(sa.select(sa.func.count()).select_from(staging.main)).scalar_one()
+        now = _utcnow()
+        self._upsert_target(conn, now)
+        if self.entity == "dossier":
+            self._replace_events(conn)
+        else:
+            self._replace_levels(conn)
+        result = BatchResult(
+            batch_id=self.batch_id, source=self.source, stream=self.stream, entity=self.entity,
+            rows_read=self._good + self._bad, rows_loaded=self._good, rows_quarantined=self._bad,
+            rows_deduplicated=self._good - kept, checksum=checksum,
+            watermark=watermark,
+        )
+        if result.rows_read != result.rows_loaded + result.rows_quarantined:
+            raise AssertionError(f"batch {self.batch_id}: rows read {result.rows_read} != loaded "
+                                 f"{result.rows_loaded} + quarantined {result.rows_quarantined}")
+        self._write_manifest(conn, status="loaded", result=result, finished_at=now)
+        self._advance_sync_state(conn, result.watermark, now)
+        staging.drop(conn)
+        assert self._txn is not None
+        self._txn.commit()
+        self._close()
+        self._state = "committed"
+        log.info("batch %s (%s/%s): %d read, %d loaded, %d quarantined, %d deduplicated",
+                 self.batch_id, self.source, self.stream, result.rows_read, result.rows_loaded,
+                 result.rows_quarantined, result.rows_deduplicated)
+        return result
+
+    def _checksum(self, conn: sa.Connection) -> str:
+        """sha256 over the sorted sha256 digests of every row's payload (good and bad).
+
+        Independent of chunking and row order; the digests are sorted by the database so memory
+        stays bounded whatever the batch size.
+        """
+        digest = self._staging.digest
+        total = hashlib.sha256()
+        query = (sa.select(digest.c.digest).order_by(digest.c.digest)
+                 .execution_options(yield_per=10_000))
+        for (value,) in conn.execute(query):
+            total.update(bytes(value))
+        return total.hexdigest()
+
+    def _check_rows_unique(self, conn: sa.Connection) -> None:
+        main = self._staging.main
+        clash = conn.execute(sa.select(main.c._row).group_by(main.c._row)
+                             .having(sa.func.count() > 1).limit(1)).scalar_one_or_none()
+        if clash is not None:
+            raise ValueError(f"`_row` {clash} appears twice: `_row` must be unique within a batch")
+
+    def _deduplicate(self, conn: sa.Connection) -> None:
+        """Keep one staged row per key: the greatest updated_at, ties to the greatest `_row`."""
+        main = self._staging.main
+        rank = sa.func.row_number().over(
+            partition_by=main.c[self.key],
+            order_by=(sa.case((main.c.updated_at.is_(None), 0), else_=1).desc(),
+                      main.c.updated_at.desc(), main.c._row.desc()),
+        )
+        ranked = sa.select(main.c._row, rank.label("rank")).subquery()
+        losers = sa.select(ranked.c._row).where(ranked.c.rank > 1)
+        conn.execute(sa.delete(main).where(main.c._row.in_(losers)))
+
+    def _upsert_target(self, conn: sa.Connection, now: datetime) -> None:
+        main, target = self._staging.main, self.target
+        names = [c.name for c in target.columns if c.name not in LOADER_COLUMNS]
+        columns = [main.c[name] for name in names] + [sa.literal(self.batch_id, sa.String())]
+        if "loaded_at" in target.c:
+            columns.append(sa.literal(now, UtcDateTime()))
+        loader = [name for name in LOADER_COLUMNS if name in target.c]
+        # `WHERE true`: SQLite cannot otherwise tell the SELECT's end from ON CONFLICT.
+        select = sa.select(*columns).where(sa.true())
+        stmt = insert_for(conn)(target).from_select(names + loader, select)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[self.key],
+            set_={name: stmt.excluded[name] for name in names + loader if name != self.key},
+            where=stmt.excluded.updated_at >= target.c.updated_at,
+        )
+        conn.execute(stmt)
+
+    def _won(self) -> sa.Select:
+        """Keys of the batch whose target row is now this batch's version (not a newer one kept)."""
+        main, target = self._staging.main, self.target
+        return (sa.select(main.c[self.key])
+                .join(target, target.c[self.key] == main.c[self.key])
+                .where(target.c.batch_id == self.batch_id))
+
+    def _replace_events(self, conn: sa.Connection) -> None:
+        main, event = self._staging.main, self._staging.event
+        replaced = self._won().where(main.c._with_events == 1)
+        conn.execute(sa.delete(fact_dossier_event).where(fact_dossier_event.c.dossier_code.in_(replaced)))
+        # A dossier sent twice in the batch brings its steps twice: keep the last staged.
+        rank = sa.func.row_number().over(partition_by=(event.c.dossier_code, event.c.seq),
+                                         order_by=event.c._ord.desc())
+        ranked = sa.select(event, rank.label("rank")).subquery()
+        names = ["dossier_code", "seq", "status", "occurred_at", "note"]
+        select = (sa.select(*(ranked.c[n] for n in names), sa.literal(self.batch_id, sa.String()))
+                  .where(ranked.c.rank == 1, ranked.c.dossier_code.in_(replaced)))
+        conn.execute(sa.insert(fact_dossier_event).from_select(names + ["batch_id"], select))
+
+    def _replace_levels(self, conn: sa.Connection) -> None:
+        main, level = self._staging.main, self._staging.level
+        replaced = self._won()
+        conn.execute(sa.delete(dim_procedure_level)
+                     .where(dim_procedure_level.c.procedure_code.in_(replaced)))
+        select = (sa.select(level.c.procedure_code, level.c.valid_from, level.c.valid_to,
+                            level.c.online_level, dim_online_level.c.decree_42_level,
+                            level.c.is_current, sa.literal(self.batch_id, sa.String()))
+                  .select_from(level.join(main, main.c._row == level.c._row)
+                               .outerjoin(dim_online_level,
+                                          dim_online_level.c.code == level.c.online_level))
+                  .where(level.c.procedure_code.in_(replaced)))
+        conn.execute(sa.insert(dim_procedure_level).from_select(
+            ["procedure_code", "valid_from", "valid_to", "online_level", "decree42_level",
+             "is_current", "batch_id"], select))
+
+    def _write_manifest(self, conn: sa.Connection, *, status: str,
+                        result: BatchResult | None = None, error: str | None = None,
+                        finished_at: datetime | None = None) -> None:
+        values = {
+            "batch_id": self.batch_id, "source": self.source, "stream": self.stream,
+            "entity": self.entity, "window_start": self.window_start, "window_end": self.window_end,
+            "status": status,
+            "rows_read": result.rows_read if result else 0,
+            "rows_loaded": result.rows_loaded if result else 0,
+            "rows_quarantined": result.rows_quarantined if result else 0,
+            "rows_deduplicated": result.rows_deduplicated if result else 0,
+            "checksum": result.checksum if result else None,
+            "watermark": result.watermark if result else None,
+            "error": error, "started_at": self._started_at, "finished_at": finished_at,
+        }
+        stmt = insert_for(conn)(ops_batch).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["batch_id"],
+            set_={name: stmt.excluded[name] for name in values if name != "batch_id"},
+        )
+        conn.execute(stmt)
+
+    def _advance_sync_state(self, conn: sa.Connection, watermark: datetime | None,
+                            now: datetime) -> None:
+        stmt = insert_for(conn)(ops_sync_state).values(
+            source=self.source, stream=self.stream, watermark=watermark,
+            last_batch_id=self.batch_id, updated_at=now)
+        current, new = ops_sync_state.c.watermark, stmt.excluded.watermark
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["source", "stream"],
+            set_={
+                # A re-run of an old window never moves the watermark back.
+                "watermark": sa.case((sa.or_(current.is_(None), new > current), new),
+                                     else_=current),
+                "last_batch_id": stmt.excluded.last_batch_id,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        conn.execute(stmt)
+
+    # ── connection lifecycle ─────────────────────────────────────────────────────────────────
+
+    def _open_connection(self) -> sa.Connection:
+        if self._state != "open" or self._conn is None:
+            raise RuntimeError(f"the batch is {self._state}: use the writer inside `with`, "
+                               "add() and commit() before leaving it")
+        return self._conn
+
+    def _abort(self) -> None:
+        try:
+            if self._txn is not None and self._txn.is_active:
+                self._txn.rollback()
+        finally:
+            self._close()
+            self._state = "aborted"
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._txn = None
+
+    def _record_failure(self, error: str) -> None:
+        try:
+            with self.engine.begin() as conn:
+                self._write_manifest(conn, status="failed", error=error, finished_at=_utcnow())
+        except Exception:  # the batch's own error is the one to raise; this one is only logged
+            log.exception("batch %s failed (%s) and could not be recorded as failed",
+                          self.batch_id, error)
+
+
+# ── staging tables ──────────────────────────────────────────────────────────────────────────────
+
+_LEVEL_COLUMNS = ("procedure_code", "_row", "valid_from", "valid_to", "online_level", "is_current")
+
+
+class _StagingTables:
+    """Temporary tables of one batch (per connection; dropped at commit, gone on rollback)."""
+
+    def __init__(self, target: sa.Table) -> None:
+        md = sa.MetaData()
+        options = {"prefixes": ["TEMPORARY"], "postgresql_on_commit": "DROP"}
+        columns = [sa.Column(c.name, c.type)
+                   for c in target.columns if c.name not in LOADER_COLUMNS]
+        self.main = sa.Table(f"_stg_{target.name}", md, *columns,
+                             sa.Column("_row", sa.BigInteger),
+                             sa.Column("_with_events", sa.SmallInteger), **options)
+        self.digest = sa.Table("_stg_digest", md, sa.Column("digest", sa.LargeBinary), **options)
+        self.event = sa.Table("_stg_dossier_event", md,
+                              *(sa.Column(c.name, c.type) for c in fact_dossier_event.columns
+                                if c.name != "batch_id"),
+                              sa.Column("_ord", sa.BigInteger), **options)
+        self.level = sa.Table("_stg_procedure_level", md,
+                              sa.Column("procedure_code", dim_procedure.c.procedure_code.type),
+                              sa.Column("_row", sa.BigInteger),
+                              sa.Column("valid_from", sa.Date), sa.Column("valid_to", sa.Date),
+                              sa.Column("online_level", sa.SmallInteger),
+                              sa.Column("is_current", sa.Boolean), **options)
+        self.tables = (self.main, self.digest, self.event, self.level)
+
+    def create(self, conn: sa.Connection) -> None:
+        for table in self.tables:
+            table.create(conn)
+
+    def analyze(self, conn: sa.Connection) -> None:
+        # Autovacuum never sees temporary tables: give the planner real row counts.
+        if conn.dialect.name == "postgresql":
+            for table in self.tables:
+                conn.exec_driver_sql(f"ANALYZE {table.name}")
+
+    def drop(self, conn: sa.Connection) -> None:
+        for table in self.tables:
+            table.drop(conn)
+
+
+def _copy_rows(conn: sa.Connection, table: sa.Table, names: list[str], rows: list[tuple]) -> None:
+    """Append rows of Python values to a table: COPY on PostgreSQL, executemany on SQLite."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        quote = conn.dialect.identifier_preparer.quote
+        sql = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        conn.execute(sa.insert(table), [dict(zip(names, row, strict=True)) for row in rows])
+
+
+# ── frame → Python values ───────────────────────────────────────────────────────────────────────
+
+def _frame_column(frame: pd.DataFrame, column: sa.Column, name: str | None = None) -> list[Any]:
+    """Values of the frame column `name` (default: the table column's name), None when absent."""
+    name = name or column.name
+    if name in frame.columns:
+        return _column_values(frame[name], column.type)
+    return [None] * len(frame)
+
+
+def _null(value: Any) -> bool:
+    return (value is None or value is pd.NA or value is pd.NaT
+            or (isinstance(value, float) and math.isnan(value)))
+
+
+def _column_values(series: pd.Series, type_: sa.types.TypeEngine) -> list[Any]:
+    """A frame column as Python values of the column's type (None for every kind of missing)."""
+    if isinstance(type_, sa.types.TypeDecorator):
+        type_ = type_.impl_instance
+    if isinstance(type_, sa.DateTime):
+        convert: Any = _to_utc
+    elif isinstance(type_, sa.Date):
+        convert = _to_date
+    elif isinstance(type_, sa.Boolean):
+        convert = bool
+    elif isinstance(type_, sa.Integer):
+        convert = int
+    elif isinstance(type_, sa.Numeric):
+        convert = functools.partial(_to_decimal, scale=type_.scale)
+    else:
+        convert = str
+    return [None if _null(v) else convert(v) for v in series.tolist()]
+
+
+def _to_utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: frames carry tz-aware times")
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    return value.astimezone(UTC)
+
+
+def _to_date(value: Any) -> date:
+    if isinstance(value, datetime):  # also a pandas Timestamp
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        return date.fromisoformat(value[:10])
+    raise TypeError(f"expected a date, got {value!r}")
+
+
+def _to_decimal(value: Any, scale: int | None) -> Decimal:
+    number = value if isinstance(value, Decimal) else Decimal(str(value))
+    return number.quantize(Decimal(1).scaleb(-scale)) if scale is not None else number
+
+
+def _digests(frame: pd.DataFrame) -> list[bytes]:
+    payloads = frame["_payload"].tolist() if "_payload" in frame.columns else [None] * len(frame)
+    return [hashlib.sha256(b"" if _null(p) else str(p).encode("utf-8")).digest() for p in payloads]
+
+
+def _rules_json(rules: Any) -> str:
+    """failed_rules as a JSON list of rule ids."""
+    if isinstance(rules, str):
+        rules = [rules]
+    elif not isinstance(rules, Iterable):  # None, NaN, pd.NA
+        rules = []
+    return json.dumps([str(rule) for rule in rules])
+
+
+def _level_periods(code: str | None, row: int, items: Any) -> list[tuple]:
+    """A procedure's `levels` list → SCD2 periods (valid_to = next valid_from; the last is open)."""
+    if not isinstance(items, Iterable) or isinstance(items, (str, Mapping)):
+        return []
+    by_start: dict[date, int] = {}
+    for item in items:
+        start, level = item.get("valid_from"), item.get("online_level")
+        if _null(start) or _null(level):
+            raise ValueError(f"procedure {code}: level {item!r} lacks valid_from or online_level")
+        by_start[_to_date(start)] = int(level)  # the same start twice: the later entry wins
+    starts = sorted(by_start)
+    return [(code, row, start, starts[i + 1] if i + 1 < len(starts) else None, by_start[start],
+             i + 1 == len(starts))
+            for i, start in enumerate(starts)]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
