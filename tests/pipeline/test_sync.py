@@ -43,9 +43,8 @@ def test_repaired_defects_load_clean(warehouse_url, portal, province):
     engine = sa.create_engine(warehouse_url)
     with engine.connect() as conn:
         nfd = truth["defects"]["nfd_text"]["keys"]
-        rows = conn.execute(sa.select(sa.text("procedure_name, summary")).select_from(sa.text("fact_dossier"))
-                            .where(sa.text("dossier_code IN :codes")).bindparams(
-                                sa.bindparam("codes", expanding=True)), {"codes": nfd}).all()
+        rows = conn.execute(sa.text("SELECT procedure_name, summary FROM fact_dossier WHERE dossier_code IN :c")
+                            .bindparams(sa.bindparam("c", expanding=True)), {"c": nfd}).all()
         mislabelled = truth["defects"]["cmnd_mislabelled"]["keys"]
         types = conn.execute(sa.text("SELECT applicant_id_type FROM fact_dossier WHERE dossier_code IN :c")
                              .bindparams(sa.bindparam("c", expanding=True)), {"c": mislabelled}).scalars().all()
