@@ -1,0 +1,192 @@
+"""Connector of the national public service portal (Cổng DVCQG): procedures and dossiers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from connectors.base import (
+    LOCAL_TZ,
+    HttpJsonConnector,
+    HttpStreamSpec,
+    Page,
+    PageCallback,
+    SessionExpired,
+    Window,
+)
+from connectors.errors import SourceAuthError, SourceProtocolError, one_line
+from connectors.settings import ConnectionSettings
+
+__all__ = ["PORTAL_TIME_FORMAT", "PortalConnector", "format_portal_time", "parse_portal_time"]
+
+PORTAL_TIME_FORMAT = "%Y%m%d%H%M%S"  # yyyyMMddHHmmss, Vietnam local time, no offset written
+
+PROVINCE_AGENCY = "000.00.00.H62"  # Vĩnh Phúc People's Committee: all procedures of the province
+
+
+def format_portal_time(dt: datetime) -> str:
+    """`dt` (timezone-aware) as the portal writes times: `yyyyMMddHHmmss` in Asia/Ho_Chi_Minh."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"naive datetime {dt!r}: give it a timezone (Asia/Ho_Chi_Minh)")
+    return dt.astimezone(LOCAL_TZ).strftime(PORTAL_TIME_FORMAT)
+
+
+def parse_portal_time(text: str | None) -> datetime | None:
+    """A portal time `yyyyMMddHHmmss` (local) as an aware datetime; `""` (none) → None."""
+    if text is None or not text.strip():
+        return None
+    value = text.strip()
+    if len(value) != 14 or not value.isdigit():
+        raise ValueError(f"not a portal time (yyyyMMddHHmmss): {text!r}")
+    return datetime.strptime(value, PORTAL_TIME_FORMAT).replace(tzinfo=LOCAL_TZ)
+
+
+class PortalConnector(HttpJsonConnector):
+    """Reads the portal's procedure catalogue and dossiers through its sync API (INTERFACES §1)."""
+
+    source: ClassVar[str] = "national_portal"
+    streams: ClassVar[tuple[HttpStreamSpec, ...]] = (
+        HttpStreamSpec(
+            name="procedures",
+            entity="procedure",
+            key=("MaTTHC",),
+            replication_key="NgayCapNhat",
+            required_fields=(
+                "MaTTHC",
+                "TenTTHC",
+                "MaLinhVuc",
+                "MaCoQuanThucHien",
+                "CapThucHien",
+                "NgayCongBo",
+                "LichSuMucDo",
+                "NgayCapNhat",
+            ),
+            endpoint="LayDanhSachTTHC",
+        ),
+        HttpStreamSpec(
+            name="dossiers",
+            entity="dossier",
+            key=("MaHoSo",),
+            replication_key="NgayCapNhat",
+            required_fields=(
+                "MaHoSo",
+                "MaTTHC",
+                "DonViXuLy",
+                "KenhThucHien",
+                "LoaiDoiTuong",
+                "NgayTiepNhan",
+                "TrangThaiHoSo",
+                "NgayCapNhat",
+            ),
+            endpoint="LayDanhSachHoSo",
+        ),
+    )
+    max_page_size: ClassVar[int | None] = 1000  # the portal's `sodong` limit
+    login_path: ClassVar[str] = "/login"
+    api_path: ClassVar[str] = "/api"
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        madonvi: str = PROVINCE_AGENCY,
+        page_size: int = 500,
+        chunk_size: int = 2000,
+        timeout: float = 10.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        on_page: PageCallback | None = None,
+    ) -> None:
+        super().__init__(
+            settings,
+            page_size=page_size,
+            chunk_size=chunk_size,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            on_page=on_page,
+        )
+        self.madonvi = madonvi
+
+    def open_session(self) -> str:
+        """`POST /login` with the connection's login and password; return the session token."""
+        user = self.settings.login
+        password = self.settings.get_password()
+        if not user or password is None:
+            raise SourceAuthError(self.source, "login", "the connection has no login or password")
+        try:
+            answer = self.post_json(
+                self.login_path, {"username": user, "password": password}, "login"
+            )
+        except SessionExpired:
+            raise SourceAuthError(
+                self.source, "login", f"credentials rejected for user {user!r} (HTTP 401)"
+            ) from None
+        if not isinstance(answer, dict):
+            raise SourceProtocolError(self.source, "login", "login answer is not a JSON object")
+        code = answer.get("error_code")
+        if str(code) in {"0", "00"}:
+            session = answer.get("session")
+            if not session:
+                raise SourceProtocolError(self.source, "login", "login answer has no 'session'")
+            return str(session)
+        message = one_line(answer.get("message") or "no message", 120)
+        raise SourceAuthError(
+            self.source,
+            "login",
+            f"credentials rejected for user {user!r} (error_code {code!r}: {message})",
+        )
+
+    def page_request(
+        self, spec: HttpStreamSpec, window: Window | None, page: int, session: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        """The `/api` body of one page; the window is sent on every page."""
+        body: dict[str, Any] = {
+            "session": session,
+            "madonvi": self.madonvi,
+            "service": spec.endpoint,
+            "trang": page,
+            "sodong": self.page_size,
+        }
+        if window is not None:
+            body["tungay"] = format_portal_time(window.start)
+            body["denngay"] = format_portal_time(window.end)
+        return self.api_path, body
+
+    def parse_page(self, spec: HttpStreamSpec, answer: Any, where: str) -> Page:
+        """Check a sync answer (`error_code` "00", `tongso`, `result`); "401" → session expired."""
+        if not isinstance(answer, dict):
+            raise SourceProtocolError(
+                self.source, where, f"answer is a JSON {type(answer).__name__}, not an object"
+            )
+        code = answer.get("error_code")
+        message = one_line(answer.get("message") or "no message", 120)
+        if str(code) == "401":
+            raise SessionExpired(f"error_code '401': {message}")
+        if code != "00":
+            raise SourceProtocolError(self.source, where, f"error_code {code!r}: {message}")
+        missing = [name for name in ("tongso", "result") if name not in answer]
+        if missing:
+            keys = " and ".join(repr(name) for name in missing)
+            raise SourceProtocolError(
+                self.source, where, f"answer lacks {keys} (a sync answer has 'tongso' and 'result')"
+            )
+        records = answer["result"]
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise SourceProtocolError(self.source, where, "'result' is not a list of objects")
+        return Page(records=records, total=self._total(answer["tongso"], where))
+
+    def _total(self, value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise SourceProtocolError(self.source, where, f"'tongso' is not a count: {value!r}")
+        try:
+            total = int(value)
+        except ValueError:
+            raise SourceProtocolError(
+                self.source, where, f"'tongso' is not a count: {value!r}"
+            ) from None
+        if total < 0:
+            raise SourceProtocolError(self.source, where, f"'tongso' is negative: {total}")
+        return total
