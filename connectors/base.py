@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo
 
 import httpx
 from tenacity import (
@@ -31,6 +30,7 @@ from connectors.errors import (
     one_line,
 )
 from connectors.settings import ConnectionSettings
+from transforms.timefmt import LOCAL_TZ
 
 __all__ = [
     "LOCAL_TZ",
@@ -45,7 +45,6 @@ __all__ = [
     "iter_chunks",
 ]
 
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 log = logging.getLogger("lienthong.connectors")
 

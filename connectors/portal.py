@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar
 
 from connectors.base import (
-    LOCAL_TZ,
     HttpJsonConnector,
     HttpStreamSpec,
     Page,
@@ -16,29 +14,12 @@ from connectors.base import (
 )
 from connectors.errors import SourceAuthError, SourceProtocolError, one_line
 from connectors.settings import ConnectionSettings
+from transforms.timefmt import PORTAL_FORMAT as PORTAL_TIME_FORMAT
+from transforms.timefmt import format_portal_time, parse_portal_time
 
 __all__ = ["PORTAL_TIME_FORMAT", "PortalConnector", "format_portal_time", "parse_portal_time"]
 
-PORTAL_TIME_FORMAT = "%Y%m%d%H%M%S"  # yyyyMMddHHmmss, Vietnam local time, no offset written
-
 PROVINCE_AGENCY = "000.00.00.H62"  # Vĩnh Phúc People's Committee: all procedures of the province
-
-
-def format_portal_time(dt: datetime) -> str:
-    """`dt` (timezone-aware) as the portal writes times: `yyyyMMddHHmmss` in Asia/Ho_Chi_Minh."""
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError(f"naive datetime {dt!r}: give it a timezone (Asia/Ho_Chi_Minh)")
-    return dt.astimezone(LOCAL_TZ).strftime(PORTAL_TIME_FORMAT)
-
-
-def parse_portal_time(text: str | None) -> datetime | None:
-    """A portal time `yyyyMMddHHmmss` (local) as an aware datetime; `""` (none) → None."""
-    if text is None or not text.strip():
-        return None
-    value = text.strip()
-    if len(value) != 14 or not value.isdigit():
-        raise ValueError(f"not a portal time (yyyyMMddHHmmss): {text!r}")
-    return datetime.strptime(value, PORTAL_TIME_FORMAT).replace(tzinfo=LOCAL_TZ)
 
 
 class PortalConnector(HttpJsonConnector):

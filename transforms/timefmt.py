@@ -33,6 +33,8 @@ def parse_portal_time(value: object) -> datetime | None:
 
 def format_portal_time(moment: datetime) -> str:
     """Aware datetime → `yyyyMMddHHmmss` in local time."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment!r}: give it a timezone (Asia/Ho_Chi_Minh)")
     return moment.astimezone(LOCAL_TZ).strftime(PORTAL_FORMAT)
 
 

@@ -50,7 +50,8 @@ def connection_for(portal):
     return connection_from_uri(portal.url.replace("http://", "http://demo:demo@"))
 
 
-def run_sync(url: str, portal, *, window: Window | None = FULL_WINDOW, until=None, progress=None, **overrides):
+def run_sync(url: str, portal, *, window: Window | None = FULL_WINDOW, until=None, progress=None,
+             streams: list[str] | None = None, **overrides):
     from pipeline.sync import sync_source
     from warehouse.db import create_engine, upgrade
 
@@ -58,7 +59,8 @@ def run_sync(url: str, portal, *, window: Window | None = FULL_WINDOW, until=Non
     engine = create_engine(url)
     try:
         return sync_source("national_portal", engine=engine, connection=connection_for(portal),
-                           settings=settings(**overrides), window=window, until=until, progress=progress)
+                           settings=settings(**overrides), window=window, until=until, progress=progress,
+                           streams=streams)
     finally:
         engine.dispose()
 
