@@ -8,8 +8,9 @@ source DAG has updated the dossiers (asset `lienthong://warehouse/dossiers`).
 from __future__ import annotations
 
 import pendulum
-from pipeline.assets import WAREHOUSE_DOSSIERS_URI
 from airflow.sdk import Asset, dag, task
+
+from pipeline.assets import WAREHOUSE_DOSSIERS_URI
 
 WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
 

@@ -15,8 +15,9 @@ quarantined with every failed rule) → one idempotent load per batch.
 from __future__ import annotations
 
 import pendulum
-from pipeline.assets import WAREHOUSE_DOSSIERS_URI
 from airflow.sdk import Asset, BaseHook, Param, dag, get_current_context, task
+
+from pipeline.assets import WAREHOUSE_DOSSIERS_URI
 
 WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
 
