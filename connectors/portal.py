@@ -66,29 +66,9 @@ class PortalConnector(HttpJsonConnector):
     login_path: ClassVar[str] = "/login"
     api_path: ClassVar[str] = "/api"
 
-    def __init__(
-        self,
-        settings: ConnectionSettings,
-        *,
-        madonvi: str = PROVINCE_AGENCY,
-        page_size: int = 500,
-        chunk_size: int = 2000,
-        timeout: float = 10.0,
-        max_retries: int = 5,
-        backoff_base: float = 0.5,
-        backoff_max: float = 8.0,
-        on_page: PageCallback | None = None,
-    ) -> None:
-        super().__init__(
-            settings,
-            page_size=page_size,
-            chunk_size=chunk_size,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            on_page=on_page,
-        )
+    def __init__(self, settings: ConnectionSettings, *, madonvi: str = PROVINCE_AGENCY, **options: Any) -> None:
+        """`options` are the base's: page_size, chunk_size, timeout, max_retries, backoff_*, on_page."""
+        super().__init__(settings, **options)
         self.madonvi = madonvi
 
     def open_session(self) -> str:

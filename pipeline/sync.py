@@ -163,7 +163,7 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
             # raised inside the batch: nothing of it is loaded, the batch is recorded as failed
             raise QualityThresholdExceeded(
                 f"{source}.{stream}: {rows_bad} of {rows_read} rows failed quality "
-                f"(over the {settings.max_quarantine_rate:.0%} threshold of LIENTHONG_MAX_QUARANTINE_RATE)")
+                f"(over the {settings.max_quarantine_rate:.1%} threshold of LIENTHONG_MAX_QUARANTINE_RATE)")
         result = writer.commit(watermark)
     return SyncOutcome(source, stream, batch_id, window, result.rows_read, result.rows_loaded,
                        result.rows_quarantined, result.rows_deduplicated, watermark, rule_counts)

@@ -14,7 +14,7 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS), include_examples=False)
+    return DagBag(dag_folder=str(DAGS))
 
 
 def test_dag_files_import_without_errors(dagbag):
@@ -23,10 +23,10 @@ def test_dag_files_import_without_errors(dagbag):
 
 
 def test_sync_dag_runs_procedures_before_dossiers_and_feeds_the_marts(dagbag):
-    sync = dagbag.get_dag("sync_national_portal")
+    sync = dagbag.dags["sync_national_portal"]
     assert sync.get_task("sync_procedures").downstream_task_ids == {"sync_dossiers"}
     outlets = sync.get_task("sync_dossiers").outlets
-    marts = dagbag.get_dag("refresh_marts")
+    marts = dagbag.dags["refresh_marts"]
     assert [a.uri for a in outlets] == ["lienthong://warehouse/dossiers"]
     assert "lienthong://warehouse/dossiers" in str(marts.timetable.asset_condition)
     for dag in (sync, marts):

@@ -40,7 +40,7 @@ def portal(province):
 
 
 def settings(**overrides) -> PipelineSettings:
-    values = {"pseudonym_key": TEST_KEY, "chunk_size": 900, "page_size": 300, "max_retries": 2,
+    values = {"pseudonym_key": TEST_KEY, "chunk_size": 2000, "page_size": 500, "max_retries": 2,
               "http_timeout": 5.0}
     values.update(overrides)
     return PipelineSettings(**values)
@@ -82,3 +82,45 @@ def quarantine_rules(url: str) -> dict[str, list[str]]:
     finally:
         engine.dispose()
     return {key: sorted(json.loads(rules)) for key, rules in rows}
+
+
+class SyncedWarehouse:
+    """A warehouse after one full sync of the test province, and what that sync reported."""
+
+    def __init__(self, url: str, backend: str, outcomes) -> None:
+        self.url, self.backend, self.outcomes = url, backend, outcomes
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def synced(request, province, tmp_path_factory) -> SyncedWarehouse:
+    """One full sync per backend and module; tests read it, or work on a copy (`synced_copy`)."""
+    from simulators.portal import PortalSimulator
+    from tests.conftest import create_postgres_database
+
+    drop = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('synced') / 'warehouse.db'}"
+    else:
+        url, drop = create_postgres_database(request.getfixturevalue("postgres_admin_url"))
+    with PortalSimulator(data_dir=province[0], username="demo", password="demo") as sim:
+        outcomes = run_sync(url, sim)
+    yield SyncedWarehouse(url, request.param, outcomes)
+    if drop:
+        drop()
+
+
+@pytest.fixture
+def synced_copy(request, synced, tmp_path) -> str:
+    """A private copy of the synced warehouse for a test that changes it."""
+    import shutil
+
+    from tests.conftest import create_postgres_database
+
+    if synced.backend == "sqlite":
+        target = tmp_path / "warehouse.db"
+        shutil.copy(sa.engine.make_url(synced.url).database, target)
+        yield f"sqlite:///{target}"
+        return
+    url, drop = create_postgres_database(request.getfixturevalue("postgres_admin_url"), template=synced.url)
+    yield url
+    drop()

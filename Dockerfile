@@ -1,0 +1,7 @@
+# Image of the pipeline for docker-compose: Airflow 3.3 with lienthong installed from this repository.
+FROM apache/airflow:3.3.2-python3.11
+USER root
+COPY --chown=airflow:root . /opt/lienthong
+USER airflow
+RUN pip install --no-cache-dir -c /opt/lienthong/constraints.txt -e /opt/lienthong
+ENV PYTHONPATH=/opt/lienthong
