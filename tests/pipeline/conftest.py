@@ -30,12 +30,22 @@ def province(tmp_path_factory) -> tuple[Path, dict]:
     return out, truth
 
 
-@pytest.fixture
-def portal(province):
-    from simulators.portal import PortalSimulator
+@pytest.fixture(scope="session")
+def province_records(province) -> tuple[list[dict], list[dict]]:
+    """The province's portal records, read once for every simulator of the session."""
+    from simulators.generator import load_records
 
     data_dir, _ = province
-    with PortalSimulator(data_dir=data_dir, username="demo", password="demo") as sim:
+    return list(load_records(data_dir / "procedures.jsonl")), list(load_records(data_dir / "dossiers.jsonl"))
+
+
+@pytest.fixture
+def portal(province_records):
+    """A fresh portal simulator (its own sessions, call log and fault queue) serving the province."""
+    from simulators.portal import PortalSimulator
+
+    procedures, dossiers = province_records
+    with PortalSimulator(procedures=procedures, dossiers=dossiers, username="demo", password="demo") as sim:
         yield sim
 
 
@@ -92,7 +102,7 @@ class SyncedWarehouse:
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def synced(request, province, tmp_path_factory) -> SyncedWarehouse:
+def synced(request, province_records, tmp_path_factory) -> SyncedWarehouse:
     """One full sync per backend and module; tests read it, or work on a copy (`synced_copy`)."""
     from simulators.portal import PortalSimulator
     from tests.conftest import create_postgres_database
@@ -102,7 +112,8 @@ def synced(request, province, tmp_path_factory) -> SyncedWarehouse:
         url = f"sqlite:///{tmp_path_factory.mktemp('synced') / 'warehouse.db'}"
     else:
         url, drop = create_postgres_database(request.getfixturevalue("postgres_admin_url"))
-    with PortalSimulator(data_dir=province[0], username="demo", password="demo") as sim:
+    procedures, dossiers = province_records
+    with PortalSimulator(procedures=procedures, dossiers=dossiers, username="demo", password="demo") as sim:
         outcomes = run_sync(url, sim)
     yield SyncedWarehouse(url, request.param, outcomes)
     if drop:
