@@ -8,7 +8,6 @@ from connectors.base import (
     HttpJsonConnector,
     HttpStreamSpec,
     Page,
-    PageCallback,
     SessionExpired,
     Window,
 )

@@ -25,13 +25,15 @@ class IndicatorDef:
 
 
 INDICATORS: dict[str, IndicatorDef] = {d.id: d for d in [
-    IndicatorDef("procedures_total", "Tổng số thủ tục hành chính", "Procedures in the catalogue", "procedures", "date"),
+    IndicatorDef("procedures_total", "Tổng số thủ tục hành chính", "Procedures in the catalogue",
+                 "procedures", "date"),
     IndicatorDef("procedures_by_level", "Số thủ tục theo mức độ DVCTT (NĐ 43/2011)",
                  "Procedures by online level (Decree 43/2011)", "procedures", "date"),
     IndicatorDef("procedures_by_decree42_level", "Số thủ tục theo DVCTT toàn trình / một phần (NĐ 42/2022)",
                  "Procedures by Decree 42/2022 online level", "procedures", "date"),
     IndicatorDef("dossiers_received", "Số hồ sơ tiếp nhận", "Dossiers received", "dossiers", "month"),
-    IndicatorDef("dossiers_received_online", "Số hồ sơ tiếp nhận trực tuyến", "Dossiers received online", "dossiers", "month"),
+    IndicatorDef("dossiers_received_online", "Số hồ sơ tiếp nhận trực tuyến", "Dossiers received online",
+                 "dossiers", "month"),
     IndicatorDef("online_share", "Tỷ lệ hồ sơ trực tuyến", "Online share of dossiers received", "percent", "month"),
     IndicatorDef("online_dossiers_by_group", "Số hồ sơ trực tuyến theo nhóm thủ tục",
                  "Online dossiers by procedure group", "dossiers", "month"),

@@ -70,8 +70,9 @@ def headline(values: list[IndicatorValue]) -> list[str]:
                 and v.group_code == "judicial_record" and len(v.period) == 7}
     months = _month_range("2016-07", "2017-08")
     shown = [judicial.get(m, 0) for m in months]
+    per_month = ", ".join(f"{m[2:]}:{n}" for m, n in zip(months, shown, strict=True))
     lines.append("Online judicial-record requests (Dept. of Justice), 2016-07…2017-08: "
-                 f"{min(shown)}–{max(shown)} a month ({', '.join(f'{m[2:]}:{n}' for m, n in zip(months, shown))})")
+                 f"{min(shown)}–{max(shown)} a month ({per_month})")
     lines.append("Online printing-licence dossiers (Dept. of Information and Communications), 2014-12…2017-08: "
                  f"{_sum(values, grp, 'printing_licence', _month_range('2014-12', '2017-08'))}")
     return lines

@@ -24,9 +24,11 @@ class PipelineSettings(BaseSettings):
 
     pseudonym_key: SecretStr | None = Field(
         default=None, description="HMAC key for applicant ID numbers (required; no default)")
-    chunk_size: int = Field(default=2000, ge=1, description="records transformed, validated and staged at once")
+    chunk_size: int = Field(default=2000, ge=1,
+                            description="records transformed, validated and staged at once")
     page_size: int = Field(default=500, ge=1, le=1000, description="records asked per portal page")
-    lookback_minutes: int = Field(default=60, ge=0, description="incremental window starts this long before the watermark")
+    lookback_minutes: int = Field(default=60, ge=0,
+                                  description="incremental window starts this long before the watermark")
     initial_start: datetime = Field(default=datetime(2000, 1, 1, tzinfo=LOCAL_TZ),
                                     description="start of the first (full) sync when no watermark exists")
     max_quarantine_rate: float = Field(default=0.25, ge=0, le=1,

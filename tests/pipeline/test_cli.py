@@ -45,7 +45,8 @@ def test_portal_faults_end_in_one_clear_line(cli_env, capsys, faults, words):
 
 def test_sync_then_report_json(cli_env, capsys):
     assert main(["sync", "national-portal", "--stream", "procedures"]) == 0
-    assert main(["sync", "national-portal", "--stream", "dossiers", "--start", "2017-06-01", "--end", "2017-09-01"]) == 0
+    window = ["--start", "2017-06-01", "--end", "2017-09-01"]
+    assert main(["sync", "national-portal", "--stream", "dossiers", *window]) == 0
     out = capsys.readouterr().out
     assert "national_portal.dossiers: read" in out
     assert main(["report", "--format", "json"]) == 0
