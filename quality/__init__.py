@@ -13,6 +13,9 @@ logging.getLogger("great_expectations").setLevel(logging.WARNING)
 from quality.gate import QualityGate, QualityGateError, QualityResult  # noqa: E402
 from quality.suites import build_suite, rule_of, suite_name  # noqa: E402
 
+# One GX module pins its own logger at INFO (its ephemeral docs-site notice): bring it back in line.
+logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+
 __all__ = [
     "QualityGate",
     "QualityGateError",
