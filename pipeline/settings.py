@@ -24,7 +24,7 @@ class PipelineSettings(BaseSettings):
 
     pseudonym_key: SecretStr | None = Field(
         default=None, description="HMAC key for applicant ID numbers (required; no default)")
-    chunk_size: int = Field(default=2000, ge=1,
+    chunk_size: int = Field(default=5000, ge=1,
                             description="records transformed, validated and staged at once")
     page_size: int = Field(default=500, ge=1, le=1000, description="records asked per portal page")
     lookback_minutes: int = Field(default=60, ge=0,

@@ -50,7 +50,7 @@ def portal(province_records):
 
 
 def settings(**overrides) -> PipelineSettings:
-    values = {"pseudonym_key": TEST_KEY, "chunk_size": 2000, "page_size": 500, "max_retries": 2,
+    values = {"pseudonym_key": TEST_KEY, "chunk_size": 5000, "page_size": 500, "max_retries": 2,
               "http_timeout": 5.0}
     values.update(overrides)
     return PipelineSettings(**values)

@@ -44,7 +44,7 @@ def _value(rows, indicator, period, *, group=None, dimension=None, agency=None):
 
 def test_seed_figures_through_the_report(warehouse_url, demo_portal, demo_province, capsys, monkeypatch):
     _, truth = demo_province
-    run_sync(warehouse_url, demo_portal, chunk_size=2000, page_size=500)
+    run_sync(warehouse_url, demo_portal)
     rows = _report(capsys, monkeypatch, warehouse_url, "--period", "2017-08-31")
 
     assert _value(rows, "procedures_total", "2017-08-31") == 1975
