@@ -141,7 +141,7 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
     rows_read = rows_bad = 0
     watermark: datetime | None = None
     rule_counts: dict[str, int] = {}
-    with BatchWriter(engine, source, stream, plan.entity, window.start, window.end, batch_id) as writer:
+    with connector, BatchWriter(engine, source, stream, plan.entity, window.start, window.end, batch_id) as writer:
         for records in connector.read(stream, window):
             frame, events = plan.to_frames(records, key=key, first_row=rows_read)
             rows_read += len(frame)
