@@ -184,6 +184,8 @@ def dossiers_to_frames(records: Sequence[dict[str, Any]], *, key: bytes, first_r
 
 
 def _as_local_times(values: Iterable[datetime | None]) -> pd.Series:
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert(TZ_DTYPE.tz).astype(TZ_DTYPE)  # pandas already typed it
     return pd.Series(pd.array(list(values), dtype=TZ_DTYPE))
 
 
