@@ -89,3 +89,37 @@ def warehouse_url(request) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
+
+
+DEFAULT_TEST_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
+
+
+@pytest.fixture(scope="session")
+def mysql_admin_url() -> str:
+    """URL of the MariaDB/MySQL server for tests (TEST_MYSQL_URL), checked to answer."""
+    url = os.environ.get("TEST_MYSQL_URL", DEFAULT_TEST_MYSQL_URL)
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 — any failure to connect means "not available"
+        _unavailable(f"MariaDB at {make_url(url).render_as_string(hide_password=True)} "
+                     f"does not answer ({type(exc).__name__})")
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def mysql_url(mysql_admin_url: str) -> Iterator[str]:
+    """A fresh, empty MariaDB database for one test, dropped afterwards."""
+    name = f"lienthong_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(mysql_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    try:
+        yield make_url(mysql_admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
