@@ -1,8 +1,8 @@
 """Legacy Vietnamese text encodings (TCVN3/ABC, VNI Windows, Windows-1258, UTF-8) to and from Unicode NFC.
 
-Python has no TCVN3 or VNI codec, and the maintained packages checked (``vniencoder`` 0.2.1 is a
-VNI *typing* converter — digits, not the VNI font bytes; ``viparse`` 0.1.31's VNI table lacks
-ẳ/Ẳ and reads Ỵ as ``YÏ``, and it passes unknown bytes through silently and cannot encode), so the
+Python has no TCVN3 or VNI codec, and neither maintained package checked is exact: ``vniencoder``
+0.2.1 converts VNI *typing* (digits), not the VNI font bytes; ``viparse`` 0.1.31's VNI table lacks
+ẳ/Ẳ and reads Ỵ as ``YÏ``, and it passes unknown bytes through silently and cannot encode. So the
 two tables live here as data.
 
 Tables
@@ -176,19 +176,34 @@ _VIETNAMESE_LETTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzđ" + _TONED.replace(" ", "") + "ABCDEFGHIJKLMNOPQRSTUVWXYZĐ" + _TONED.upper()
 )
 _WORD = re.compile(r"[^\s\d.,;:!?()\[\]\"'/\\\-–—]+")
+# Vowel nuclei of Vietnamese syllables (tone removed): those that can end a syllable, and those
+# that can take a final consonant. Checking the nucleus, not just "one to three vowels", is what
+# tells a right decoding from a wrong one on short texts: VNI read as TCVN3 gives "hoaứng".
+_OPEN_NUCLEI = (
+    "iêu|oai|oay|oeo|uây|uôi|uya|uyu|ươi|ươu|yêu|"
+    "ai|ao|au|ay|âu|ây|eo|êu|ia|iu|oa|oe|oi|ôi|ơi|ua|uê|ui|uơ|uy|ưa|ưi|ưu|"
+    "a|e|ê|i|o|ô|ơ|u|ư|y"
+)
+_CLOSED_NUCLEI = "uyê|iê|yê|uô|ươ|oa|oă|oe|oo|uâ|uê|uy|a|ă|â|e|ê|i|o|ô|ơ|u|ư|y"
 _SYLLABLE = re.compile(
     r"(?:ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|[bcdđghklmnprstvx])?"
-    r"[aăâeêioôơuưy]{1,3}"
-    r"(?:ch|ng|nh|[cmnpt])?"
+    rf"(?:(?:{_OPEN_NUCLEI})|(?:{_CLOSED_NUCLEI})(?P<coda>ch|ng|nh|[cmnpt]))"
 )
 
 
 def _is_syllable(word: str) -> bool:
     decomposed = unicodedata.normalize("NFD", word.lower())
-    if sum(c in _TONE_MARKS for c in decomposed) > 1:
+    tones = [c for c in decomposed if c in _TONE_MARKS]
+    if len(tones) > 1:
         return False
     base = unicodedata.normalize("NFC", "".join(c for c in decomposed if c not in _TONE_MARKS))
-    return _SYLLABLE.fullmatch(base) is not None
+    match = _SYLLABLE.fullmatch(base)
+    if match is None:
+        return False
+    # A syllable closed by p, t, c or ch only takes the sắc or nặng tone.
+    if match["coda"] in ("c", "ch", "p", "t"):
+        return bool(tones) and tones[0] in ("\u0301", "\u0323")
+    return True
 
 
 def _score(text: str) -> tuple[float, float]:
@@ -205,10 +220,11 @@ def detect_legacy_encoding(data: bytes) -> str:
     Heuristic: bytes that are valid UTF-8 are UTF-8 (legacy high bytes almost never form valid
     UTF-8 sequences, and pure ASCII reads the same in all four). Otherwise each of TCVN3, VNI and
     cp1258 that decodes without error is scored by (share of words that are well-formed Vietnamese
-    syllables — onset, one to three vowels, coda, at most one tone mark; share of letters in the
-    Vietnamese alphabet), and the best score wins; ties go to TCVN3, then VNI, then cp1258, the
-    order in which they turn up in the province's archives. Raises ``LegacyEncodingError`` if no
-    candidate decodes.
+    syllables — onset, a vowel nucleus Vietnamese has, a coda it allows, at most one tone mark,
+    and only sắc/nặng before p t c ch; share of letters in the Vietnamese alphabet), and the best
+    score wins; ties go to TCVN3, then VNI, then cp1258 (a fixed, arbitrary order). A whole file
+    decides reliably; a few words may not (cp1258 "Lê Văn An" is also valid TCVN3, "Lờ Vón An").
+    Raises ``LegacyEncodingError`` if no candidate decodes.
     """
     try:
         data.decode("utf-8")

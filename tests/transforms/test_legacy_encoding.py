@@ -161,3 +161,9 @@ def test_detect_picks_the_encoding_of_a_short_sentence(encoding):
     if encoding == "tcvn3":
         text = text.replace("Ủ", "ủ")
     assert detect_legacy_encoding(encode_legacy(text, encoding)) == encoding
+
+
+@pytest.mark.parametrize("name", ["Ưng Hoàng Phúc", "Huỳnh Tấn Phát", "Bùi Thị Vẽ"])
+def test_short_vni_name_is_not_taken_for_tcvn3_because_its_vowels_decode_to_letters(name):
+    # Read as TCVN3, VNI's mark bytes are letters too ("Hoaứng"); only the syllable shapes tell them apart.
+    assert detect_legacy_encoding(encode_legacy(name, "vni")) == "vni"
