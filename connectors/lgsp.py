@@ -1,0 +1,379 @@
+"""Connector of the provincial integration platform (LGSP): dossier messages in XML, read from a cursor feed.
+
+Each message is downloaded to a spooled temporary file (memory up to 1 MB, disk beyond) and parsed
+twice with `lxml.etree.iterparse`, both times streaming (elements cleared as they end):
+
+1. check: DOCTYPE refused at the first event (before any entity could be used), and the whole
+   message validated against `standards/xsd/lgsp_message.xsd` by passing the schema to iterparse
+   (`schema=`): libxml2 validates the SAX events as they are parsed, so the check needs no tree;
+2. extract: every `Dossier` becomes a portal-shaped dossier dict, yielded in chunks.
+
+Two passes because a message is all-or-nothing: a schema violation in its last dossier must not
+let its first dossiers through, and holding them until the end would make memory grow with the
+message. A refused message is reported to `on_refused(message_id, cursor, reason)` and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import IO, Any, ClassVar
+
+import httpx
+from lxml import etree
+
+import standards
+from connectors.base import HttpJsonConnector, HttpStreamSpec, Page, Window, _Transient
+from connectors.errors import SourceProtocolError, one_line
+from connectors.settings import ConnectionSettings
+
+__all__ = [
+    "DOSSIER_FIELDS",
+    "LGSP_NS",
+    "LgspConnector",
+    "MessageHeader",
+    "MessageRefused",
+    "RefusedCallback",
+    "XSD_PATH",
+    "check_message",
+    "iter_dossiers",
+    "load_message_schema",
+]
+
+log = logging.getLogger("lienthong.connectors.lgsp")
+
+LGSP_NS = "urn:lienthong:lgsp:v1"
+XSD_PATH = standards.STANDARD_DIR / "xsd" / "lgsp_message.xsd"
+# The Dossier children of the schema: a parsed dossier carries all of them ("" when absent),
+# like a portal dossier record.
+DOSSIER_FIELDS = (
+    "MaHoSo", "MaTTHC", "TenTTHC", "DonViXuLy", "NoiNopHoSo", "KenhThucHien", "LoaiDoiTuong",
+    "TrangThaiHoSo", "NgayTiepNhan", "NgayHenTra", "NgayKetThucXuLy", "NgayTra", "NgayCapNhat",
+    "TrichYeuHoSo", "ChuHoSo", "SoGiayToChuHoSo",
+)
+_NS = f"{{{LGSP_NS}}}"
+_MESSAGE, _HEADER, _DOSSIER = f"{_NS}Message", f"{_NS}Header", f"{_NS}Dossier"
+_SPOOL_IN_MEMORY = 1 << 20  # a message above 1 MB is spooled to disk while it is checked and read
+
+# on_refused(message_id, cursor, reason): a message was refused and skipped.
+RefusedCallback = Callable[[str, int, str], None]
+
+# libxml2's safe parsing options, spelled out: entities are never substituted, nothing is fetched,
+# no DTD is loaded, and its size and depth limits stay on.
+_SAFE = {"resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False}
+
+
+class MessageRefused(Exception):
+    """A message that is not read: hostile, malformed or out of schema. `str()` is the reason."""
+
+
+@dataclass(frozen=True)
+class MessageHeader:
+    """What the checked envelope says about a message."""
+
+    message_id: str
+    sender: str
+    receiver: str
+
+
+@cache
+def load_message_schema() -> etree.XMLSchema:
+    """The LGSP message schema (standards/xsd/lgsp_message.xsd), parsed once."""
+    return etree.XMLSchema(etree.parse(str(XSD_PATH), etree.XMLParser(**_SAFE)))
+
+
+def _refuse_doctype(element: etree._Element) -> None:
+    """Refuse any DOCTYPE: the message format has none, and entities are how XML attacks come."""
+    docinfo = element.getroottree().docinfo
+    dtd = docinfo.internalDTD
+    entities = list(dtd.iterentities()) if dtd is not None else []
+    if any(entity.system_url or entity.content is None for entity in entities):
+        raise MessageRefused("external entity declared")
+    if entities:
+        raise MessageRefused("entity expansion refused")
+    if docinfo.system_url or docinfo.public_id:
+        raise MessageRefused("external DTD declared")
+    if dtd is not None or docinfo.doctype:
+        raise MessageRefused("DOCTYPE refused")
+
+
+def check_message(source: IO[bytes]) -> MessageHeader:
+    """Check a whole message, streaming: no DOCTYPE, well-formed, valid against the schema.
+
+    Raises `MessageRefused` with a one-line reason; returns the envelope's header.
+    """
+    events = etree.iterparse(
+        source, events=("start", "end"), tag=(_MESSAGE, _HEADER, _DOSSIER),
+        schema=load_message_schema(), **_SAFE,
+    )
+    header: MessageHeader | None = None
+    first = True
+    try:
+        for event, element in events:
+            if first:
+                first = False
+                _refuse_doctype(element)
+            if event != "end":
+                continue
+            if element.tag == _HEADER:
+                header = MessageHeader(
+                    message_id=(element.findtext(f"{_NS}MessageId") or "").strip(),
+                    sender=element.findtext(f"{_NS}From/{_NS}OrganId") or "",
+                    receiver=element.findtext(f"{_NS}To/{_NS}OrganId") or "",
+                )
+            _release(element)
+    except etree.XMLSyntaxError as exc:
+        raise MessageRefused(_syntax_reason(exc)) from None
+    if header is None:  # the schema requires a Header: unreachable unless the schema changes
+        raise MessageRefused("schema: no Header")
+    return header
+
+
+def iter_dossiers(source: IO[bytes], header: MessageHeader) -> Iterator[dict[str, Any]]:
+    """The Dossier elements of a checked message as portal-shaped dicts, streaming.
+
+    Each dict has every field of `DOSSIER_FIELDS` ("" when absent) plus `_lgsp_message_id` and
+    `_lgsp_sender`.
+    """
+    cut = len(_NS)
+    # The message passed the schema: a Dossier's children are its fields, all in the namespace.
+    parsed = etree.iterparse(source, events=("end",), tag=_DOSSIER, remove_comments=True, remove_pis=True, **_SAFE)
+    for _, element in parsed:
+        record = dict.fromkeys(DOSSIER_FIELDS, "")
+        for child in element:
+            record[child.tag[cut:]] = child.text or ""
+        record["_lgsp_message_id"] = header.message_id
+        record["_lgsp_sender"] = header.sender
+        _release(element)
+        yield record
+
+
+def _release(element: etree._Element) -> None:
+    """Free an element that has been read, and its already-read siblings: memory stays flat."""
+    element.clear(keep_tail=False)
+    parent = element.getparent()
+    if parent is not None:
+        while element.getprevious() is not None:
+            del parent[0]
+
+
+_SCHEMA_PATTERN = re.compile(
+    r"\[facet 'pattern'\] The value '(?P<value>[^']*)' is not accepted by the pattern '(?P<pattern>[^']*)'"
+)
+
+
+def _syntax_reason(exc: etree.XMLSyntaxError) -> str:
+    """One line: "schema: element 'OrganId': '…' is not a valid value …" or "malformed XML: …"."""
+    text = str(exc.msg if getattr(exc, "msg", None) else exc)
+    text = re.sub(r"\s*\(<string>, line \d+\)$|\s*\(line \d+\)$", "", text).replace(_NS, "")
+    if text.startswith("Element '"):
+        text = _SCHEMA_PATTERN.sub(
+            lambda m: f"'{m['value']}' is not a valid value (pattern {m['pattern']})", text
+        )
+        return one_line("schema: element " + text[len("Element "):])
+    if "amplification" in text or "entity" in text.lower() and "loop" in text.lower():
+        return one_line(f"entity expansion refused ({text})")
+    return one_line(f"malformed XML: {text}")
+
+
+@dataclass(frozen=True)
+class _Get:
+    """A GET sent through the base's retry loop (see `LgspConnector._post_once`)."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    xml: bool = False  # the answer is an XML message, spooled to a file, not JSON
+
+
+class _TooLarge(MessageRefused):
+    """A message above `max_message_bytes`: refused, not retried."""
+
+
+class LgspConnector(HttpJsonConnector):
+    """Reads the LGSP dossier feed (`GET /messages`, `GET /messages/<cursor>`, `POST /ack`).
+
+    `read("dossiers")` lists the messages after `start_after` (None: after the cursor the platform
+    holds as acknowledged), downloads, checks and reads them in cursor order, and yields chunks of
+    dossier dicts. After the caller has loaded what it read, it calls `ack(connector.last_cursor)`.
+    The feed is at-least-once: what was read but not acknowledged is served again.
+    """
+
+    source: ClassVar[str] = "lgsp"
+    streams: ClassVar[tuple[HttpStreamSpec, ...]] = (
+        HttpStreamSpec(
+            name="dossiers",
+            entity="dossier",
+            key=("MaHoSo",),
+            replication_key="cursor",  # the feed's message cursor, not a field of the record
+            required_fields=(
+                "MaHoSo", "MaTTHC", "DonViXuLy", "KenhThucHien", "LoaiDoiTuong", "NgayTiepNhan",
+                "TrangThaiHoSo", "NgayCapNhat",
+            ),
+            endpoint="messages",
+        ),
+    )
+    max_page_size: ClassVar[int | None] = 1000  # the feed's `limit`
+    messages_path: ClassVar[str] = "/messages"
+    ack_path: ClassVar[str] = "/ack"
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        start_after: int | None = None,
+        on_refused: RefusedCallback | None = None,
+        max_message_bytes: int = 256 << 20,
+        **options: Any,
+    ) -> None:
+        """`options` are the base's: page_size (index entries per request), chunk_size, timeout,
+        max_retries, backoff_*."""
+        options.setdefault("page_size", 100)
+        super().__init__(settings, **options)
+        self.start_after = start_after
+        self.on_refused = on_refused
+        self.max_message_bytes = max_message_bytes
+        self.last_cursor: int | None = start_after
+        self.refused: list[tuple[str, int, str]] = []
+
+    # -- the feed --------------------------------------------------------------------------
+
+    def read(self, stream: str, window: Window | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Yield chunks of at most `chunk_size` dossiers of the messages after the cursor.
+
+        `window` is ignored: this feed replicates by cursor, not by time. `last_cursor` is, after
+        each chunk, the cursor up to which every message has been yielded or refused.
+        """
+        self.stream(stream)
+        chunk: list[dict[str, Any]] = []
+        done = self.last_cursor  # every message up to here is wholly in yielded chunks or refused
+        for entry in self._iter_index():
+            cursor, message_id = entry["cursor"], entry["id"]
+            try:
+                spool = self._download(entry)
+            except _TooLarge as exc:
+                self._refuse(message_id, cursor, str(exc))
+                done = cursor
+                continue
+            try:
+                try:
+                    header = check_message(spool)
+                except MessageRefused as exc:
+                    self._refuse(message_id, cursor, str(exc))
+                    done = cursor
+                    continue
+                spool.seek(0)
+                for record in iter_dossiers(spool, header):
+                    if len(chunk) >= self.chunk_size:  # a full chunk waits for one more record,
+                        self.last_cursor = done  # so a chunk ending a message covers its cursor
+                        yield chunk
+                        chunk = []
+                    chunk.append(record)
+                done = cursor
+                if len(chunk) >= self.chunk_size:
+                    self.last_cursor = done
+                    yield chunk
+                    chunk = []
+            finally:
+                spool.close()
+        if chunk:
+            self.last_cursor = done
+            yield chunk
+        self.last_cursor = done
+
+    def ack(self, cursor: int) -> None:
+        """Tell the platform every message up to `cursor` is loaded (`POST /ack`)."""
+        answer = self.post_json(self.ack_path, {"cursor": cursor}, f"ack {cursor}")
+        if not isinstance(answer, dict) or answer.get("acked") != cursor:
+            raise SourceProtocolError(self.source, f"ack {cursor}", f"unexpected answer {one_line(answer, 120)}")
+
+    def _refuse(self, message_id: str, cursor: int, reason: str) -> None:
+        log.warning("%s message %s (cursor %d) refused: %s", self.source, message_id, cursor, reason)
+        self.refused.append((message_id, cursor, reason))
+        if self.on_refused is not None:
+            self.on_refused(message_id, cursor, reason)
+
+    def _iter_index(self) -> Iterator[dict[str, Any]]:
+        after = self.start_after
+        while True:
+            params: dict[str, Any] = {"limit": self.page_size}
+            if after is not None:
+                params["after"] = after
+            where = f"messages after {'the acknowledged cursor' if after is None else after}"
+            entries, after = self._parse_index(self.post_json(self.messages_path, _Get(params), where), where)
+            if not entries:
+                return
+            yield from entries
+
+    def _parse_index(self, answer: Any, where: str) -> tuple[list[dict[str, Any]], int]:
+        if not isinstance(answer, dict) or not isinstance(answer.get("messages"), list):
+            raise SourceProtocolError(self.source, where, "index answer lacks a 'messages' list")
+        entries = answer["messages"]
+        for entry in entries:
+            if not (isinstance(entry, dict) and _is_int(entry.get("cursor")) and isinstance(entry.get("url"), str)):
+                raise SourceProtocolError(self.source, where, f"index entry out of contract: {one_line(entry, 120)}")
+            entry.setdefault("id", f"cursor {entry['cursor']}")
+        cursors = [entry["cursor"] for entry in entries]
+        if cursors != sorted(set(cursors)):
+            raise SourceProtocolError(self.source, where, "index cursors are not increasing")
+        following = answer.get("next")
+        if not _is_int(following) or (cursors and following < cursors[-1]):
+            raise SourceProtocolError(self.source, where, f"index 'next' is not a cursor: {following!r}")
+        return entries, following
+
+    def _download(self, entry: dict[str, Any]) -> IO[bytes]:
+        where = f"message {entry['id']} (cursor {entry['cursor']})"
+        return self.post_json(entry["url"], _Get(xml=True), where)
+
+    # -- hooks into the base ----------------------------------------------------------------
+
+    def _post_once(self, path: str, body: Any, where: str) -> Any:
+        """The base's retry loop calls this for every attempt; a `_Get` body is sent as a GET.
+
+        This is the one place the JSON base is bent: its retries, backoff and status handling are
+        reused, only the request method and, for messages, the body sink differ.
+        """
+        if not isinstance(body, _Get):
+            return super()._post_once(path, body, where)
+        try:
+            if not body.xml:
+                return self._decode(self.client.get(path, params=body.params), where)
+            return self._spool(path, where)
+        except httpx.TimeoutException as exc:
+            raise _Transient(f"no answer within {self.timeout:g} s ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise _Transient(f"connection to {self.settings.base_url} failed ({type(exc).__name__})") from exc
+
+    def _spool(self, path: str, where: str) -> IO[bytes]:
+        """Stream one message into a spooled temporary file; non-2xx answers go to the base."""
+        with self.client.stream("GET", path, headers={"Accept": "application/xml"}) as response:
+            if not 200 <= response.status_code < 300:
+                response.read()
+                self._decode(response, where)  # raises: retry (5xx, 429), 401, protocol error
+            spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 — returned
+            try:
+                size = 0
+                for block in response.iter_bytes():
+                    size += len(block)
+                    if size > self.max_message_bytes:
+                        raise _TooLarge(f"message larger than {self.max_message_bytes} bytes")
+                    spool.write(block)
+                spool.seek(0)
+                return spool
+            except BaseException:
+                spool.close()
+                raise
+
+    # The base pages by page number and total; this feed pages by cursor (`_iter_index`).
+    def page_request(self, spec: HttpStreamSpec, window: Window | None, page: int,
+                     session: str | None) -> tuple[str, dict[str, Any]]:
+        raise NotImplementedError("the LGSP feed pages by cursor: see LgspConnector.read")
+
+    def parse_page(self, spec: HttpStreamSpec, answer: Any, where: str) -> Page:
+        raise NotImplementedError("the LGSP feed pages by cursor: see LgspConnector.read")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
