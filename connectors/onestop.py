@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,7 +18,7 @@ import yaml
 from sqlalchemy.engine import Engine
 
 from connectors.base import Connector, StreamSpec, Window
-from connectors.errors import ConnectionConfigError
+from connectors.errors import ConnectionConfigError, SourceProtocolError, SourceUnavailable, one_line
 from connectors.settings import ConnectionSettings, connection_from_uri
 from transforms.timefmt import LOCAL_TZ, PORTAL_FORMAT
 
@@ -418,23 +419,43 @@ class OneStopConnector(Connector):
         order = [table.c[tm.replication], table.c[tm.key]] if tm.replication else [table.c[tm.key]]
         stmt = sa.select(*table.c).order_by(*order)
         if window is not None and tm.replication:
-            stmt = stmt.where(table.c[tm.replication].between(self._bound(window.start), self._bound(window.end)))
-        codes = self._national_codes()
-        with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=self.chunk_size).execute(stmt)
-            for rows in result.partitions():
-                records = [self._record(row._mapping, tm, codes) for row in rows]
-                if stream == "dossiers" and self.mapping.history is not None:
-                    self._attach_history(records, [row._mapping[tm.key] for row in rows])
-                yield records
+            stmt = stmt.where(
+                table.c[tm.replication].between(
+                    self._bound(window.start, start=True), self._bound(window.end, start=False)
+                )
+            )
+        with self._database_errors(stream):
+            codes = self._national_codes()
+            with self.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=self.chunk_size).execute(stmt)
+                for rows in result.partitions():
+                    records = [self._record(row._mapping, tm, codes) for row in rows]
+                    if stream == "dossiers" and self.mapping.history is not None:
+                        self._attach_history(records, [row._mapping[tm.key] for row in rows])
+                    yield records
+
+    @contextmanager
+    def _database_errors(self, stream: str) -> Iterator[None]:
+        """Database failures as `SourceError`s: no connection → unavailable; bad SQL → mismatch."""
+        try:
+            yield
+        except sa.exc.DBAPIError as exc:
+            detail = one_line(exc.orig if exc.orig is not None else exc)
+            if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError) or _is_connect_error(exc):
+                raise SourceUnavailable(self.source, stream, f"database unreachable ({detail})") from exc
+            raise SourceProtocolError(
+                self.source, stream, f"the database does not match mapping {self.mapping.origin} ({detail})"
+            ) from exc
 
     def _table(self, name: str, columns: Mapping[str, None] | Sequence[str], time_columns: set[str]) -> sa.TableClause:
         native = self.mapping.datetime_type == "native"
         return sa.table(name, *(sa.column(c, sa.DateTime() if native and c in time_columns else None) for c in columns))
 
-    def _bound(self, moment: datetime) -> datetime | str:
-        """A window bound as the source stores times: naive in its zone, or its text format."""
-        local = moment.astimezone(self.mapping.timezone).replace(tzinfo=None, microsecond=0)
+    def _bound(self, moment: datetime, *, start: bool) -> datetime | str:
+        """A window bound as the source stores times (whole seconds): naive in its zone, or text."""
+        local = moment.astimezone(self.mapping.timezone).replace(tzinfo=None)
+        if local.microsecond:  # the source keeps seconds: stay inside the window
+            local = local.replace(microsecond=0) + (timedelta(seconds=1) if start else timedelta(0))
         if self.mapping.datetime_type == "text":
             return local.strftime(self.mapping.datetime_format or "")
         return local
@@ -442,15 +463,7 @@ class OneStopConnector(Connector):
     def _record(self, row: Mapping[str, Any], tm: TableMapping, codes: Mapping[str, str]) -> dict[str, Any]:
         record: dict[str, Any] = {}
         for fld, col in tm.columns.items():
-            value = row[col]
-            if fld in TIME_FIELDS:
-                record[fld] = self._time_text(value)
-            elif fld == "MaTTHC":
-                text = _text(value)
-                record[fld] = codes.get(text.strip(), text)
-            else:
-                text = _text(value)
-                record[fld] = self.mapping.code_map(fld).get(text.strip(), text)
+            record[fld] = self._value(fld, row[col], codes)
         if tm is self.mapping.dossiers:
             record.setdefault("DonViXuLy", self.mapping.agency_code)
         else:
@@ -458,6 +471,17 @@ class OneStopConnector(Connector):
         if tm.replication:
             record.setdefault("NgayCapNhat", self._time_text(row[tm.replication]))
         return record
+
+    def _value(self, portal_field: str, value: Any, codes: Mapping[str, str]) -> str:
+        """One source value as the portal field's text: time, national code or standard code.
+
+        A label or code the mapping does not know is returned as it is: never dropped, never guessed.
+        """
+        if portal_field in TIME_FIELDS:
+            return self._time_text(value)
+        text = _text(value)
+        known = codes if portal_field == "MaTTHC" else self.mapping.code_map(portal_field)
+        return known.get(text.strip(), text)
 
     def _time_text(self, value: Any) -> str:
         """A source time → `yyyyMMddHHmmss` in Vietnam; text that does not parse is passed on."""
@@ -497,13 +521,7 @@ class OneStopConnector(Connector):
                 )
                 for row in conn.execute(stmt):
                     m = row._mapping
-                    step = {}
-                    for fld, col in hm.columns.items():
-                        if fld in TIME_FIELDS:
-                            step[fld] = self._time_text(m[col])
-                        else:
-                            text = _text(m[col])
-                            step[fld] = self.mapping.code_map(fld).get(text.strip(), text)
+                    step = {fld: self._value(fld, m[col], {}) for fld, col in hm.columns.items()}
                     steps.setdefault(m[hm.dossier_key], []).append(step)
         for record, key in zip(records, keys, strict=True):
             record["QuaTrinhXuLy"] = steps.get(key, [])
@@ -521,6 +539,13 @@ class OneStopConnector(Connector):
                             codes.setdefault(_text(source_code).strip(), _text(national).strip())
             self._procedure_codes = codes
         return self._procedure_codes
+
+
+def _is_connect_error(exc: sa.exc.DBAPIError) -> bool:
+    """True for "cannot reach the server" errors (MySQL 2003/2013, PostgreSQL connection failure)."""
+    args = getattr(exc.orig, "args", ())
+    code = args[0] if args and isinstance(args[0], int) else None
+    return code in {2002, 2003, 2006, 2013} or "connection" in type(exc.orig).__name__.lower()
 
 
 def _text(value: Any) -> str:

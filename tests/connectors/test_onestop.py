@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.base import LOCAL_TZ, Window
+from connectors.errors import SourceProtocolError, SourceUnavailable
 from connectors.onestop import (
     MappingError,
     OneStopConnector,
@@ -104,6 +105,12 @@ def test_round_trip_gives_back_the_portal_records(request, samples, variant, dat
     assert len(events) == sum(len(d["QuaTrinhXuLy"]) for d in dossiers)
     assert set(frame["agency_code"]) == {AGENCIES[variant]}
 
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:  # the source really holds its own codes
+        own = {"a": "SELECT ma_thu_tuc FROM tbl_hoso", "b": "SELECT proc_id FROM dossier"}[variant]
+        stored = set(conn.execute(sa.text(own)).scalars())
+    engine.dispose()
+    assert stored != {d["MaTTHC"] for d in dossiers}
     assert {p["MaTTHC"]: p for p in read_procedures} == {
         p["MaTTHC"]: project(p, mapping, "procedures") for p in procedures
     }
@@ -321,3 +328,40 @@ def test_unknown_stream_is_refused(sqlite_url):
     with pytest.raises(ValueError, match="no stream 'services'"):
         connector.read("services")
     connector.close()
+
+
+def test_rows_are_streamed_with_a_server_side_cursor_in_chunks(sqlite_url, samples):
+    dossiers, _ = samples["b"]
+    create_onestop_database(sqlite_url, "b", dossiers)
+    engine = sa.create_engine(sqlite_url)
+    seen = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if "FROM dossier " in statement + " ":
+            seen.append(context.execution_options)
+
+    connector = OneStopConnector(engine, mapping_path("b"), chunk_size=25)
+    chunks = connector.read("dossiers")
+    first = next(chunks)  # a generator: nothing is read before it is asked for
+    assert len(first) == 25
+    assert seen[0]["stream_results"] is True and seen[0]["yield_per"] == 25
+    assert sum(len(c) for c in chunks) == len(dossiers) - 25
+    connector.close()
+    engine.dispose()
+
+
+def test_a_database_that_does_not_match_the_mapping_says_so(sqlite_url, tmp_path):
+    mapping = tmp_path / "wrong_table.yaml"
+    mapping.write_text(GOOD.replace("table: hs_motcua", "table: hs_khong_co"), encoding="utf-8")
+    connector = OneStopConnector(sqlite_url, mapping)
+    with pytest.raises(SourceProtocolError) as caught:
+        read_all(connector, "dossiers")
+    assert str(caught.value).startswith("one_stop:000.00.25.H62 dossiers: the database does not match mapping ")
+    assert str(mapping) in str(caught.value) and "hs_khong_co" in str(caught.value)
+
+
+def test_an_unreachable_database_is_source_unavailable():
+    connector = OneStopConnector("mysql://root@127.0.0.1:1/onestop_a", "onestop_variant_a")
+    with pytest.raises(SourceUnavailable, match="one_stop:000.00.03.H62 dossiers: database unreachable"):
+        read_all(connector, "dossiers")
