@@ -3,8 +3,8 @@
 Each message is downloaded to a spooled temporary file (memory up to 1 MB, disk beyond) and parsed
 twice with `lxml.etree.iterparse`, both times streaming (elements cleared as they end):
 
-1. check: DOCTYPE refused at the first event (before any entity could be used), and the whole
-   message validated against `standards/xsd/lgsp_message.xsd` by passing the schema to iterparse
+1. check: DOCTYPE refused at the root's start tag (before any entity could be used), then the
+   whole message validated against `standards/xsd/lgsp_message.xsd` by passing the schema to iterparse
    (`schema=`): libxml2 validates the SAX events as they are parsed, so the check needs no tree;
 2. extract: every `Dossier` becomes a portal-shaped dossier dict, yielded in chunks.
 
@@ -56,7 +56,7 @@ DOSSIER_FIELDS = (
     "TrichYeuHoSo", "ChuHoSo", "SoGiayToChuHoSo",
 )
 _NS = f"{{{LGSP_NS}}}"
-_MESSAGE, _HEADER, _DOSSIER = f"{_NS}Message", f"{_NS}Header", f"{_NS}Dossier"
+_HEADER, _DOSSIER = f"{_NS}Header", f"{_NS}Dossier"
 _SPOOL_IN_MEMORY = 1 << 20  # a message above 1 MB is spooled to disk while it is checked and read
 
 # on_refused(message_id, cursor, reason): a message was refused and skipped.
@@ -104,21 +104,21 @@ def _refuse_doctype(element: etree._Element) -> None:
 def check_message(source: IO[bytes]) -> MessageHeader:
     """Check a whole message, streaming: no DOCTYPE, well-formed, valid against the schema.
 
-    Raises `MessageRefused` with a one-line reason; returns the envelope's header.
+    `source` is a seekable binary file. Raises `MessageRefused` with a one-line reason; returns
+    the envelope's header.
     """
-    events = etree.iterparse(
-        source, events=("start", "end"), tag=(_MESSAGE, _HEADER, _DOSSIER),
-        schema=load_message_schema(), **_SAFE,
-    )
-    header: MessageHeader | None = None
-    first = True
     try:
-        for event, element in events:
-            if first:
-                first = False
-                _refuse_doctype(element)
-            if event != "end":
-                continue
+        # The prolog first, whatever the root is: stop at the root's start tag, before any content
+        # (where entities would be used) is parsed.
+        for _, root in etree.iterparse(source, events=("start",), **_SAFE):
+            _refuse_doctype(root)
+            break
+        source.seek(0)
+        events = etree.iterparse(
+            source, events=("end",), tag=(_HEADER, _DOSSIER), schema=load_message_schema(), **_SAFE
+        )
+        header: MessageHeader | None = None
+        for _, element in events:
             if element.tag == _HEADER:
                 header = MessageHeader(
                     message_id=(element.findtext(f"{_NS}MessageId") or "").strip(),

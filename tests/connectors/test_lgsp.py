@@ -116,6 +116,16 @@ def test_bare_doctype_refused():
         check_message(io.BytesIO(with_doctype))
 
 
+@pytest.mark.parametrize("hostile, reason", [
+    (b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><foo>&e;</foo>', "external entity declared"),
+    (b'<!DOCTYPE x SYSTEM "http://127.0.0.1:9/x.dtd"><Message xmlns="urn:lienthong:lgsp:v1"/>',
+     "external DTD declared"),
+], ids=["entity-under-a-foreign-root", "external-dtd"])
+def test_doctype_refused_whatever_the_root(hostile, reason):
+    with pytest.raises(MessageRefused, match=f"^{reason}$"):
+        check_message(io.BytesIO(hostile))
+
+
 def test_schema_violations_refused_with_a_clear_reason():
     bad_agency = build_schema_violating_message([dossier(1)], sender="000.00.XX.H62")
     no_id = build_schema_violating_message([dossier(2)], sender=SENDER, drop_message_id=True)
