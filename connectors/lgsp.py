@@ -1,17 +1,4 @@
-"""Connector of the provincial integration platform (LGSP): dossier messages in XML, read from a cursor feed.
-
-Each message is downloaded to a spooled temporary file (memory up to 1 MB, disk beyond) and parsed
-twice with `lxml.etree.iterparse`, both times streaming (elements cleared as they end):
-
-1. check: DOCTYPE refused at the root's start tag (before any entity could be used), then the
-   whole message validated against `standards/xsd/lgsp_message.xsd` by passing the schema to iterparse
-   (`schema=`): libxml2 validates the SAX events as they are parsed, so the check needs no tree;
-2. extract: every `Dossier` becomes a portal-shaped dossier dict, yielded in chunks.
-
-Two passes because a message is all-or-nothing: a schema violation in its last dossier must not
-let its first dossiers through, and holding them until the end would make memory grow with the
-message. A refused message is reported to `on_refused(message_id, cursor, reason)` and skipped.
-"""
+"""Connector of the provincial integration platform (LGSP): XML dossier messages from a cursor feed."""
 
 from __future__ import annotations
 
@@ -175,7 +162,7 @@ def _syntax_reason(exc: etree.XMLSyntaxError) -> str:
             lambda m: f"'{m['value']}' is not a valid value (pattern {m['pattern']})", text
         )
         return one_line("schema: element " + text[len("Element "):])
-    if "amplification" in text or "entity" in text.lower() and "loop" in text.lower():
+    if "amplification" in text or "entity loop" in text.lower():  # libxml2's own entity guards
         return one_line(f"entity expansion refused ({text})")
     return one_line(f"malformed XML: {text}")
 
@@ -194,6 +181,17 @@ class _TooLarge(MessageRefused):
 
 class LgspConnector(HttpJsonConnector):
     """Reads the LGSP dossier feed (`GET /messages`, `GET /messages/<cursor>`, `POST /ack`).
+
+    Each message is downloaded to a spooled temporary file (memory up to 1 MB, disk beyond) and
+    parsed twice with `lxml.etree.iterparse`, both times streaming (each element cleared once read):
+    1. `check_message`: a DOCTYPE is refused at the root's start tag, before any content where an
+       entity could be used; then the whole message is validated against
+       `standards/xsd/lgsp_message.xsd` by handing the schema to iterparse (`schema=`), so libxml2
+       validates the parser's events as they come and the tree never holds more than one Dossier;
+    2. `iter_dossiers`: every Dossier becomes a portal-shaped dossier dict, yielded in chunks.
+    Two passes because a message is all-or-nothing: a schema violation in its last dossier must not
+    let its first ones through, and holding them until the end would grow with the message.
+    A refused message goes to `on_refused(message_id, cursor, reason)` and the feed goes on.
 
     `read("dossiers")` lists the messages after `start_after` (None: after the cursor the platform
     holds as acknowledged), downloads, checks and reads them in cursor order, and yields chunks of
