@@ -378,6 +378,8 @@ def _reason(exc: BaseException) -> str:
         return one_line(exc)
     if isinstance(exc, zipfile.BadZipFile | InvalidFileException):
         return one_line(f"not a readable xlsx workbook ({exc})")
+    if isinstance(exc, ParseError):
+        return one_line(f"damaged XML inside the workbook ({exc})")
     return one_line(f"{type(exc).__name__}: {exc}")
 
 

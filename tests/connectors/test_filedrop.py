@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import unicodedata
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from simulators.filedrop import (
     write_justice_csv,
     write_procedure_catalogue_xlsx,
 )
+from simulators.generator import generate_province, load_records
 from transforms.legacy_encoding import encode_legacy
 from transforms.portal import dossiers_to_frames
 
@@ -63,6 +65,14 @@ REPORT = [
     {"procedure_code": "2.000987", "procedure_name": "Đăng ký khai sinh", "received": 12,
      "online": 0, "on_time": 12, "late": 0, "pending": 0},
 ]
+
+
+@pytest.fixture(scope="module")
+def province(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], list[dict]]:
+    """The generated province without filler dossiers: its procedures and its dossiers."""
+    out = tmp_path_factory.mktemp("province")
+    generate_province(out, seed=2017, filler_dossiers=0)
+    return list(load_records(out / "procedures.jsonl")), list(load_records(out / "dossiers.jsonl"))
 
 
 def _read_all(connector: FileDropConnector, stream: str) -> list[dict[str, Any]]:
@@ -242,3 +252,42 @@ def test_report_whose_title_contradicts_its_name_is_rejected(tmp_path: Path) -> 
     assert _read_all(connector, "service_stat") == []
     reason = (tmp_path / "rejected" / "baocao_08710_2017-05.xlsx.reason.txt").read_text(encoding="utf-8")
     assert "08707" in reason and "08710" in reason
+
+
+def test_generated_catalogue_round_trips(tmp_path: Path, province: tuple[list[dict], list[dict]]) -> None:
+    procedures, _ = province
+    write_procedure_catalogue_xlsx(tmp_path / "catalogue.xlsx", procedures)
+
+    records = _read_all(FileDropConnector(tmp_path, chunk_size=500), "procedure_catalogue")
+
+    fields = list(PROCEDURES[0])
+    assert [{f: r[f] for f in fields} for r in records] == [{f: p[f] for f in fields} for p in procedures]
+
+
+@pytest.mark.parametrize("encoding", ["tcvn3", "vni"])
+def test_generated_justice_dossiers_round_trip(tmp_path: Path, province: tuple[list[dict], list[dict]],
+                                               encoding: str) -> None:
+    justice = [d for d in province[1] if d["DonViXuLy"] == JUSTICE_AGENCY][:600]
+    write_justice_csv(tmp_path / "tuphap_2017.csv", justice, encoding=encoding)
+
+    records = _read_all(FileDropConnector(tmp_path), "justice_csv")
+
+    assert [{f: r[f] for f in CSV_FIELDS} for r in records] == [{f: d.get(f, "") for f in CSV_FIELDS}
+                                                                 for d in justice]
+
+
+def test_sheet_damaged_mid_file_yields_nothing_of_it(tmp_path: Path) -> None:
+    source = tmp_path / "good.xlsx"
+    write_procedure_catalogue_xlsx(source, PROCEDURES * 200)
+    with zipfile.ZipFile(source) as whole, zipfile.ZipFile(tmp_path / "catalogue_cut.xlsx", "w") as cut:
+        for item in whole.infolist():
+            content = whole.read(item)
+            if item.filename.startswith("xl/worksheets/"):
+                content = content[: len(content) // 2]  # rows readable up to here, then broken XML
+            cut.writestr(item, content)
+
+    connector = FileDropConnector(tmp_path)
+
+    assert _read_all(connector, "procedure_catalogue") == []
+    assert connector.rejected == [tmp_path / "catalogue_cut.xlsx"]
+    assert "XML" in (tmp_path / "rejected" / "catalogue_cut.xlsx.reason.txt").read_text(encoding="utf-8")
