@@ -25,6 +25,7 @@ from warehouse.schema import (
     dim_procedure,
     dim_procedure_level,
     fact_dossier_event,
+    fact_dossier_source,
     ops_batch,
     ops_quarantine,
     ops_sync_state,
@@ -37,6 +38,34 @@ ENTITY_KEYS = {"dossier": "dossier_code", "procedure": "procedure_code"}
 # Set by the loader, never taken from the frame.
 LOADER_COLUMNS = ("batch_id", "loaded_at")
 MAX_ERROR_CHARS = 4000
+
+# Reconciliation (docs/reconciliation.md): the same dossier from several sources is one
+# fact_dossier row. A source's rank is looked up by the part of `source_system` before ':'
+# ("one_stop:000.00.03.H62" → "one_stop"); a source not listed ranks 0. The higher rank wins
+# whatever the times; within the same rank, the newer `updated_at` wins.
+SOURCE_PRECEDENCE: dict[str, int] = {
+    "one_stop": 3,         # the agency's one-stop-shop database: the system of record
+    "lgsp": 2,             # the provincial integration bus (LGSP), a relay
+    "national_portal": 1,  # the national public-service portal, a relay
+}
+# Entities reconciled by source rank (the procedure catalogue has one authority: newest wins).
+RANKED_ENTITIES = ("dossier",)
+
+
+def source_rank(source_system: str | None) -> int:
+    """The precedence rank of a `source_system` value (Python twin of `source_rank_sql`)."""
+    if not source_system:
+        return 0
+    return SOURCE_PRECEDENCE.get(source_system.split(":", 1)[0], 0)
+
+
+def source_rank_sql(column: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+    """SQL CASE giving the rank of a `source_system` column (the same on SQLite and PostgreSQL)."""
+    whens = []
+    for prefix, rank in SOURCE_PRECEDENCE.items():
+        qualified = sa.func.substr(column, 1, len(prefix) + 1) == prefix + ":"
+        whens.append((sa.or_(column == prefix, qualified), rank))
+    return sa.case(*whens, else_=0)
 
 
 @dataclass(frozen=True)
@@ -226,9 +255,11 @@ class BatchWriter:
         staging.analyze(conn)
         checksum = self._checksum(conn)
         self._check_rows_unique(conn)
+        now = _utcnow()
+        if self.entity == "dossier":
+            self._record_lineage(conn, now)
         self._deduplicate(conn)
         kept = conn.execute(sa.select(sa.func.count()).select_from(staging.main)).scalar_one()
-        now = _utcnow()
         self._upsert_target(conn, now)
         if self.entity == "dossier":
             self._replace_events(conn)
@@ -277,13 +308,18 @@ class BatchWriter:
             raise ValueError(f"`_row` {clash} appears twice: `_row` must be unique within a batch")
 
     def _deduplicate(self, conn: sa.Connection) -> None:
-        """Keep one staged row per key: the greatest updated_at, ties to the greatest `_row`."""
+        """Keep one staged row per key: the greatest updated_at, ties to the greatest `_row`.
+
+        Dossiers are first ordered by source rank, so a batch mixing sources keeps the row the
+        upsert would keep had they come in separate batches.
+        """
         main = self._staging.main
-        rank = sa.func.row_number().over(
-            partition_by=main.c[self.key],
-            order_by=(sa.case((main.c.updated_at.is_(None), 0), else_=1).desc(),
-                      main.c.updated_at.desc(), main.c._row.desc()),
-        )
+        order: list[Any] = []
+        if self.entity in RANKED_ENTITIES:
+            order.append(source_rank_sql(main.c.source_system).desc())
+        order += [sa.case((main.c.updated_at.is_(None), 0), else_=1).desc(),
+                  main.c.updated_at.desc(), main.c._row.desc()]
+        rank = sa.func.row_number().over(partition_by=main.c[self.key], order_by=order)
         ranked = sa.select(main.c._row, rank.label("rank")).subquery()
         losers = sa.select(ranked.c._row).where(ranked.c.rank > 1)
         conn.execute(sa.delete(main).where(main.c._row.in_(losers)))
@@ -298,10 +334,42 @@ class BatchWriter:
         # `WHERE true`: SQLite cannot otherwise tell the SELECT's end from ON CONFLICT.
         select = sa.select(*columns).where(sa.true())
         stmt = insert_for(conn)(target).from_select(names + loader, select)
+        newer = stmt.excluded.updated_at >= target.c.updated_at
+        if self.entity in RANKED_ENTITIES:
+            # Higher rank wins; same rank: the newer (or the same: a re-run) version wins.
+            new_rank = source_rank_sql(stmt.excluded.source_system)
+            old_rank = source_rank_sql(target.c.source_system)
+            newer = sa.or_(new_rank > old_rank, sa.and_(new_rank == old_rank, newer))
         stmt = stmt.on_conflict_do_update(
             index_elements=[self.key],
             set_={name: stmt.excluded[name] for name in names + loader if name != self.key},
-            where=stmt.excluded.updated_at >= target.c.updated_at,
+            where=newer,
+        )
+        conn.execute(stmt)
+
+    def _record_lineage(self, conn: sa.Connection, now: datetime) -> None:
+        """Upsert one fact_dossier_source row per staged source record (before deduplication).
+
+        A record staged twice keeps its latest version; an older version (a re-run of an old
+        batch) never replaces a newer one's batch_id/updated_at.
+        """
+        main, lineage = self._staging.main, fact_dossier_source
+        keys = (main.c.dossier_code, main.c.source_system, main.c.source_record_id)
+        rank = sa.func.row_number().over(
+            partition_by=keys, order_by=(main.c.updated_at.desc(), main.c._row.desc()))
+        ranked = sa.select(*keys, main.c.updated_at, rank.label("rank")).subquery()
+        select = sa.select(
+            ranked.c.dossier_code, ranked.c.source_system, ranked.c.source_record_id,
+            sa.literal(self.batch_id, sa.String()), ranked.c.updated_at,
+            sa.literal(now, UtcDateTime()),
+        ).where(ranked.c.rank == 1)
+        names = ["dossier_code", "source_system", "source_record_id", "batch_id", "updated_at",
+                 "loaded_at"]
+        stmt = insert_for(conn)(lineage).from_select(names, select)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["dossier_code", "source_system", "source_record_id"],
+            set_={name: stmt.excluded[name] for name in ("batch_id", "updated_at", "loaded_at")},
+            where=stmt.excluded.updated_at >= lineage.c.updated_at,
         )
         conn.execute(stmt)
 

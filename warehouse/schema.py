@@ -198,6 +198,18 @@ fact_dossier = sa.Table(
     comment="Dossiers, current state (one row per dossier_code)",
 )
 
+fact_dossier_source = sa.Table(
+    "fact_dossier_source", metadata,
+    sa.Column("dossier_code", DOSSIER_CODE, primary_key=True),
+    sa.Column("source_system", SOURCE, primary_key=True),
+    sa.Column("source_record_id", sa.String(128), primary_key=True),
+    sa.Column("batch_id", BATCH_ID, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("loaded_at", UtcDateTime, nullable=False),
+    sa.Index("ix_fact_dossier_source_batch_id", "batch_id"),
+    comment="Lineage: every source record that contributed to a dossier (docs/reconciliation.md)",
+)
+
 fact_dossier_event = sa.Table(
     "fact_dossier_event", metadata,
     sa.Column("dossier_code", DOSSIER_CODE, primary_key=True),
