@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 log = logging.getLogger("lienthong")
 
-SOURCE_NAMES = {"national-portal": "national_portal"}
+SOURCE_NAMES = {"national-portal": "national_portal", "one-stop": "one_stop", "lgsp": "lgsp"}
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -36,18 +36,29 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from warehouse.db import create_engine, upgrade, warehouse_url
 
     source = SOURCE_NAMES[args.source]
-    connection = connection_from_env(SOURCES[source]["connection_id"])
+    connection_ids = [SOURCES[source].connection_id]
+    if source == "one_stop":
+        connection_ids = args.connection or [
+            c.strip() for c in os.environ.get("LIENTHONG_ONESTOP_CONNECTIONS", "").split(",") if c.strip()]
+        if not connection_ids:
+            raise ValueError("no one-stop-shop database given: use --connection ID "
+                             "(AIRFLOW_CONN_<ID>) or set LIENTHONG_ONESTOP_CONNECTIONS")
+    connections = [connection_from_env(conn_id) for conn_id in connection_ids]
     settings = PipelineSettings()
     settings.require_pseudonym_key()
     window = parse_window(args.start, args.end)
+    streams = [args.stream] if args.stream else None
+    if streams and streams[0] not in SOURCES[source].streams:
+        raise ValueError(f"{args.source} has no stream {streams[0]!r} (it has: {', '.join(SOURCES[source].streams)})")
     url = warehouse_url()
     upgrade(url)
     engine = create_engine(url)
     progress = _progress_printer()
+    outcomes = []
     try:
-        outcomes = sync_source(source, engine=engine, connection=connection, settings=settings,
-                               window=window, progress=progress,
-                               streams=[args.stream] if args.stream else None)
+        for connection in connections:
+            outcomes += sync_source(source, engine=engine, connection=connection, settings=settings,
+                                    window=window, progress=progress, streams=streams)
     finally:
         progress.close()
         engine.dispose()
@@ -130,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync = sub.add_parser("sync", help="sync one source into the warehouse (WAREHOUSE_URL)")
     sync.add_argument("source", choices=sorted(SOURCE_NAMES))
     sync.add_argument("--stream", choices=["procedures", "dossiers"], help="only this stream")
+    sync.add_argument("--connection", action="append",
+                      help="one-stop: the connection id of an agency database (repeatable; "
+                           "default LIENTHONG_ONESTOP_CONNECTIONS)")
     sync.add_argument("--start", help="backfill window start (ISO-8601; Vietnam time if naive)")
     sync.add_argument("--end", help="backfill window end")
     sync.set_defaults(func=cmd_sync)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,14 +60,32 @@ class StreamPlan:
     to_frames: Callable[..., tuple[pd.DataFrame, pd.DataFrame | None]]
 
 
-def _portal_dossiers(records, *, key: bytes, first_row: int):
+def _dossier_frames(records, *, key: bytes, first_row: int, source_system: str):
     from transforms.portal import dossiers_to_frames
-    return dossiers_to_frames(records, key=key, first_row=first_row)
+    return dossiers_to_frames(records, key=key, first_row=first_row, source_system=source_system)
 
 
-def _portal_procedures(records, *, key: bytes, first_row: int):
+def _procedure_frames(records, *, key: bytes, first_row: int, source_system: str):
     from transforms.portal import procedures_to_frame
-    return procedures_to_frame(records, first_row=first_row), None
+    return procedures_to_frame(records, first_row=first_row, source_system=source_system), None
+
+
+DOSSIERS = StreamPlan("dossier", _dossier_frames)
+PROCEDURES = StreamPlan("procedure", _procedure_frames)
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """A source the pipeline can sync: its connection, connector and streams in load order.
+
+    `windowed` sources replicate by time (watermark minus look-back); the others (LGSP) by a
+    cursor the source keeps and the pipeline acknowledges once a batch has loaded.
+    """
+
+    connection_id: str
+    open_connector: Callable[[ConnectionSettings, PipelineSettings, Any], Any]
+    streams: dict[str, StreamPlan]
+    windowed: bool = True
 
 
 def _portal_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
@@ -75,17 +95,44 @@ def _portal_connector(connection: ConnectionSettings, settings: PipelineSettings
                            on_page=on_page)
 
 
-SOURCES: dict[str, dict[str, Any]] = {
-    "national_portal": {
-        "connection_id": "national_portal",
-        "connector": _portal_connector,
-        # procedures first: dossiers are checked against the catalogue
-        "streams": {
-            "procedures": StreamPlan("procedure", _portal_procedures),
-            "dossiers": StreamPlan("dossier", _portal_dossiers),
-        },
-    },
+def _onestop_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
+    from connectors.onestop import OneStopConnector
+
+    mapping = connection.extra.get("mapping")
+    if not mapping:
+        raise ValueError("a one-stop-shop connection needs its mapping in the connection extra "
+                         "(e.g. `?mapping=onestop_variant_a`)")
+    # the mapping is ours, not a driver option: keep it out of the database URL
+    database = dataclasses.replace(connection, extra={k: v for k, v in connection.extra.items() if k != "mapping"})
+    return OneStopConnector(database, mapping, chunk_size=settings.chunk_size)
+
+
+def _lgsp_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
+    from connectors.lgsp import LgspConnector
+    return LgspConnector(connection, chunk_size=settings.chunk_size, timeout=settings.http_timeout,
+                         max_retries=settings.max_retries)
+
+
+SOURCES: dict[str, SourcePlan] = {
+    # procedures first: dossiers are checked against the catalogue
+    "national_portal": SourcePlan("national_portal", _portal_connector,
+                                  {"procedures": PROCEDURES, "dossiers": DOSSIERS}),
+    # An agency database's dossiers; the catalogue's authority is the national portal, whose level
+    # history an agency's copy would overwrite, so its procedures are not synced from here.
+    "one_stop": SourcePlan("one_stop", _onestop_connector, {"dossiers": DOSSIERS}),
+    "lgsp": SourcePlan("lgsp", _lgsp_connector, {"dossiers": DOSSIERS}, windowed=False),
 }
+
+
+def _refused_frame(refused: list[tuple[str, int, str]], first_row: int) -> pd.DataFrame:
+    """Messages the source refused (hostile, malformed, off-schema) as quarantine rows: never lost."""
+    return pd.DataFrame({
+        "_row": range(first_row, first_row + len(refused)),
+        "_record_key": [message_id for message_id, _, _ in refused],
+        "_payload": [json.dumps({"message_id": m, "cursor": c, "reason": r}, ensure_ascii=False)
+                     for m, c, r in refused],
+        "failed_rules": [["message.refused: " + reason] for _, _, reason in refused],
+    })
 
 
 def batch_id_for(source: str, stream: str, window: Window) -> str:
@@ -124,18 +171,24 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
     from quality.gate import QualityGate
     from warehouse.load import BatchWriter
 
-    plan: StreamPlan = SOURCES[source]["streams"][stream]
+    source_plan = SOURCES[source]
+    plan = source_plan.streams[stream]
     key = settings.require_pseudonym_key()
-    window = window or plan_window(engine, source, stream, settings, until)
-    batch_id = batch_id_for(source, stream, window)
-    references = {"procedure_code": _catalogue_codes(engine)} if plan.entity == "dossier" else {}
-    gate = QualityGate(plan.entity, references)
 
     def on_page(stream_name: str, page: int, total_pages: int, records: int) -> None:
         if progress:
             progress(f"{source}.{stream_name} pages", page, total_pages)
 
-    connector = SOURCES[source]["connector"](connection, settings, on_page)
+    connector = source_plan.open_connector(connection, settings, on_page)
+    source = connector.source  # e.g. one_stop:000.00.03.H62 — state is kept per agency database
+    if source_plan.windowed:
+        window = window or plan_window(engine, source, stream, settings, until)
+    else:  # the source's cursor decides what is new; the window only records when the batch ran
+        now = datetime.now(LOCAL_TZ).replace(microsecond=0)
+        window = Window(start=now, end=now)
+    batch_id = batch_id_for(source, stream, window)
+    references = {"procedure_code": _catalogue_codes(engine)} if plan.entity == "dossier" else {}
+    gate = QualityGate(plan.entity, references)
     log.info("sync %s.%s batch %s window %s → %s", source, stream, batch_id,
              window.start.isoformat(), window.end.isoformat())
     rows_read = rows_bad = 0
@@ -143,7 +196,7 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
     rule_counts: dict[str, int] = {}
     with connector, BatchWriter(engine, source, stream, plan.entity, window.start, window.end, batch_id) as writer:
         for records in connector.read(stream, window):
-            frame, events = plan.to_frames(records, key=key, first_row=rows_read)
+            frame, events = plan.to_frames(records, key=key, first_row=rows_read, source_system=source)
             rows_read += len(frame)
             newest = frame["updated_at"].max()
             if pd.notna(newest) and (watermark is None or newest > watermark):
@@ -159,12 +212,20 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
                      source, stream, rows_read, len(checked.bad))
             if progress:
                 progress(f"{source}.{stream} rows", rows_read, None)
+        refused = getattr(connector, "refused", [])
+        if refused:
+            writer.add(None, _refused_frame(refused, rows_read), None)
+            rows_read += len(refused)
+            rows_bad += len(refused)
+            rule_counts["message.refused"] = len(refused)
         if rows_read and rows_bad / rows_read > settings.max_quarantine_rate:
             # raised inside the batch: nothing of it is loaded, the batch is recorded as failed
             raise QualityThresholdExceeded(
                 f"{source}.{stream}: {rows_bad} of {rows_read} rows failed quality "
                 f"(over the {settings.max_quarantine_rate:.1%} threshold of LIENTHONG_MAX_QUARANTINE_RATE)")
         result = writer.commit(watermark)
+        if not source_plan.windowed and connector.last_cursor is not None:
+            connector.ack(connector.last_cursor)  # only once the batch is safely committed
     return SyncOutcome(source, stream, batch_id, window, result.rows_read, result.rows_loaded,
                        result.rows_quarantined, result.rows_deduplicated, watermark, rule_counts)
 
@@ -174,6 +235,6 @@ def sync_source(source: str, *, engine: sa.Engine, connection: ConnectionSetting
                 until: datetime | None = None, progress: Progress | None = None,
                 streams: list[str] | None = None) -> list[SyncOutcome]:
     """Every stream of a source, in its declared order."""
-    names = streams or list(SOURCES[source]["streams"])
+    names = streams or list(SOURCES[source].streams)
     return [sync_stream(source, name, engine=engine, connection=connection, settings=settings,
                         window=window, until=until, progress=progress) for name in names]
