@@ -272,6 +272,9 @@ class FileDropConnector(Connector):
         if target.exists():
             target = self.rejected_dir / f"{_sha256(path)[:12]}__{path.name}"
         shutil.move(path, target)
+        sidecar = path.with_name(path.name + ".encoding")
+        if sidecar.exists():
+            shutil.move(sidecar, target.with_name(target.name + ".encoding"))
         target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
         log.warning("%s: %s rejected: %s", self.source, path.name, reason)
         self.rejected.append(path)
@@ -350,7 +353,7 @@ class FileDropConnector(Connector):
         sidecar = path.with_name(path.name + ".encoding")
         if declared is None and sidecar.exists():
             declared = sidecar.read_text(encoding="ascii").strip().lower()
-            if declared not in ENCODINGS:
+            if declared not in ENCODINGS:  # checked here too: a sidecar is typed by hand
                 raise FileRejected(f"{sidecar.name} declares {declared!r}, not one of "
                                    f"{', '.join(ENCODINGS)}")
         if declared is not None:
@@ -359,7 +362,9 @@ class FileDropConnector(Connector):
             sample = f.read(_DETECT_SAMPLE)
             if f.read(1):  # cut at a line end, never inside a VNI letter's two bytes
                 sample = sample[: sample.rfind(b"\n") + 1] or sample
-        return detect_legacy_encoding(sample)
+        detected = detect_legacy_encoding(sample)
+        log.debug("%s: %s declares no encoding; detected %s", self.source, path.name, detected)
+        return detected
 
 
 # -- helpers ---------------------------------------------------------------------------------

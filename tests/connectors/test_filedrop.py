@@ -291,3 +291,29 @@ def test_sheet_damaged_mid_file_yields_nothing_of_it(tmp_path: Path) -> None:
     assert _read_all(connector, "procedure_catalogue") == []
     assert connector.rejected == [tmp_path / "catalogue_cut.xlsx"]
     assert "XML" in (tmp_path / "rejected" / "catalogue_cut.xlsx.reason.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("content", "sidecar", "reason"),
+    [
+        (encode_legacy("Mã hồ sơ;Chủ hồ sơ\r\nHS-1;Lê Văn Mỹ\r\n", "vni"), "vni", "missing column"),
+        (b"M\x81 h\x8d;x\r\n", None, "not valid UTF-8, TCVN3, VNI or cp1258"),
+        (encode_legacy("Mã hồ sơ;Mã TTHC;Ngày tiếp nhận;Trạng thái\r\nHS-1;1.001234\r\n", "tcvn3"),
+         "tcvn3", "line 2: 2 fields"),
+        (b"Ma ho so;Ma TTHC\r\n", "koi8-r", "koi8-r"),
+    ],
+    ids=["wrong-header", "undetectable", "short-line", "bad-sidecar"],
+)
+def test_unreadable_csv_is_rejected_with_its_sidecar(tmp_path: Path, content: bytes, sidecar: str | None,
+                                                     reason: str) -> None:
+    path = tmp_path / "tuphap_bad.csv"
+    path.write_bytes(content)
+    if sidecar:
+        path.with_name(path.name + ".encoding").write_text(sidecar)
+
+    connector = FileDropConnector(tmp_path)
+
+    assert _read_all(connector, "justice_csv") == []
+    assert connector.rejected == [path]
+    assert reason in (tmp_path / "rejected" / "tuphap_bad.csv.reason.txt").read_text(encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rejected"]
