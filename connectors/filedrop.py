@@ -207,15 +207,15 @@ class FileDropConnector(Connector):
         """
         self.archive.mkdir(parents=True, exist_ok=True)
         moved = []
-        for path, digest in self._pending.items():
+        for path, digest in list(self._pending.items()):
             target = self.archive / f"{digest}__{path.name}"
             shutil.move(path, target)
             sidecar = path.with_name(path.name + ".encoding")
             if sidecar.exists():
                 shutil.move(sidecar, target.with_name(target.name + ".encoding"))
+            del self._pending[path]  # one by one: a retry after a failed move resumes, not restarts
             moved.append(target)
             log.info("%s: archived %s as %s", self.source, path.name, target.name)
-        self._pending.clear()
         return moved
 
     # -- files -------------------------------------------------------------------------------
