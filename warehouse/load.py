@@ -93,9 +93,12 @@ class BatchWriter:
         result = w.commit(watermark)
     ```
     Good rows are staged in temporary tables (COPY on PostgreSQL), bad rows go to ops_quarantine;
-    `commit()` deduplicates by key (greatest updated_at, then greatest `_row`), upserts into the
-    fact or dimension without ever replacing a newer row by an older one, replaces the dossiers'
-    events or the procedures' level history, writes the manifest and advances the sync state.
+    `commit()` records each dossier's source records in fact_dossier_source (lineage),
+    deduplicates by key (dossiers: highest source rank first; then greatest updated_at, then
+    greatest `_row`), upserts into the fact or dimension without ever replacing a newer row by an
+    older one nor a dossier by a lower-ranked source's version (SOURCE_PRECEDENCE,
+    docs/reconciliation.md), replaces the dossiers' events or the procedures' level history,
+    writes the manifest and advances the sync state.
     Anything raised inside the `with` rolls all of it back and records the batch as failed.
     Re-running a batch id replaces its manifest and quarantine rows: loads are idempotent.
     """
