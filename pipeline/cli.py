@@ -38,8 +38,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     source = SOURCE_NAMES[args.source]
     connection_ids = [SOURCES[source].connection_id]
     if source == "one_stop":
-        connection_ids = args.connection or [
-            c.strip() for c in os.environ.get("LIENTHONG_ONESTOP_CONNECTIONS", "").split(",") if c.strip()]
+        from pipeline.tasks import onestop_connection_ids
+
+        connection_ids = args.connection or onestop_connection_ids()
         if not connection_ids:
             raise ValueError("no one-stop-shop database given: use --connection ID "
                              "(AIRFLOW_CONN_<ID>) or set LIENTHONG_ONESTOP_CONNECTIONS")

@@ -59,6 +59,13 @@ def run_sync(source: str, stream: str, connection: ConnectionSettings, *,
             "rows_loaded": outcome.rows_loaded, "rows_quarantined": outcome.rows_quarantined}
 
 
+def onestop_connection_ids() -> list[str]:
+    """Connection ids of the agencies' one-stop-shop databases (LIENTHONG_ONESTOP_CONNECTIONS)."""
+    import os
+
+    return [c.strip() for c in os.environ.get("LIENTHONG_ONESTOP_CONNECTIONS", "").split(",") if c.strip()]
+
+
 def run_refresh_marts() -> dict[str, Any]:
     """Recompute the indicator mart from the warehouse."""
     from pipeline.indicators import refresh_marts

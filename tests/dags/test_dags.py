@@ -57,3 +57,12 @@ def test_demo_runs_both_dags_through_airflow(tmp_path, monkeypatch, capsys):
         marts = conn.execute(sa.text("SELECT count(*) FROM mart_indicator")).scalar()
     engine.dispose()
     assert loaded == 2 and marts > 0  # both streams via sync_national_portal, then refresh_marts
+
+
+def test_one_stop_maps_over_agency_databases_within_a_pool(dagbag):
+    dag = dagbag.dags["sync_one_stop"]
+    mapped = dag.get_task("sync_database")
+    assert mapped.pool == "one_stop_databases"
+    assert type(mapped).__name__.endswith("MappedOperator")  # one task instance per agency database
+    assert [a.uri for a in dagbag.dags["sync_lgsp"].get_task("sync_messages").outlets] == [
+        "lienthong://warehouse/dossiers"]

@@ -1,0 +1,51 @@
+"""
+### sync_one_stop
+
+Pulls dossiers from the agencies' one-stop-shop (một cửa) databases, one mapped task per database
+(dynamic task mapping), each incremental from its own watermark. Schemas differ per agency: each
+connection names its mapping file in its extra (`?mapping=onestop_variant_a`).
+
+* Connections: the ids listed in `LIENTHONG_ONESTOP_CONNECTIONS` (comma-separated), e.g.
+  `AIRFLOW_CONN_ONESTOP_DOJ=mysql://reader:pass@10.0.0.7:3306/motcua?mapping=onestop_variant_a`.
+* Pool `one_stop_databases` limits how many agency databases are queried at once
+  (`airflow pools set one_stop_databases 2 "one-stop-shop databases"`).
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, BaseHook, dag, task
+
+from pipeline.assets import WAREHOUSE_DOSSIERS_URI
+
+WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
+
+
+@dag(
+    dag_id="sync_one_stop",
+    schedule="@hourly",
+    start_date=pendulum.datetime(2024, 1, 1, tz="Asia/Ho_Chi_Minh"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["lienthong", "source:one_stop"],
+)
+def sync_one_stop():
+    @task
+    def agency_databases() -> list[str]:
+        from pipeline.tasks import onestop_connection_ids
+
+        return onestop_connection_ids()
+
+    @task(pool="one_stop_databases", retries=2, retry_delay=pendulum.duration(minutes=1),
+          outlets=[WAREHOUSE_DOSSIERS])
+    def sync_database(conn_id: str) -> dict:
+        from connectors.settings import ConnectionSettings
+        from pipeline.tasks import run_sync
+
+        return run_sync("one_stop", "dossiers", ConnectionSettings.from_airflow(BaseHook.get_connection(conn_id)))
+
+    sync_database.expand(conn_id=agency_databases())
+
+
+sync_one_stop()
