@@ -54,6 +54,16 @@ def test_one_stop_database_on_mariadb_merges_with_the_portal(env, mysql_url, pro
     (portal_dossiers,) = run_sync(env, portal, streams=["dossiers"], window=LATE_WINDOW)
     counts = table_counts(env)
     assert counts["fact_dossier"] == portal_dossiers.rows_loaded - portal_dossiers.rows_deduplicated
+    # each merged dossier lists both its source records; the agency's own system wins (docs/reconciliation.md)
+    engine = sa.create_engine(env)
+    with engine.connect() as conn:
+        lineage = conn.execute(sa.text(
+            "SELECT dossier_code, count(*) FROM fact_dossier_source GROUP BY dossier_code HAVING count(*) > 1")).all()
+        winners = conn.execute(sa.text("SELECT source_system FROM fact_dossier WHERE dossier_code IN :c").bindparams(
+            sa.bindparam("c", expanding=True)), {"c": [d["MaHoSo"] for d in dossiers]}).scalars().all()
+    engine.dispose()
+    assert {code for code, _ in lineage} == {d["MaHoSo"] for d in dossiers}
+    assert set(winners) == {f"one_stop:{DOJ}"}
 
 
 def test_lgsp_feed_loads_valid_messages_and_quarantines_a_hostile_one(env, province, capsys, monkeypatch):
