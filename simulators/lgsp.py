@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from lxml import etree
 
-from simulators.portal import _Server  # the loopback server the portal simulator runs on
+from simulators.loopback import LoopbackHTTPServer, LoopbackServer
 from transforms.timefmt import LOCAL_TZ
 
 __all__ = [
@@ -139,56 +139,7 @@ def _message_id(message: bytes, cursor: int) -> str:
     return found.group(1).decode("utf-8", "replace") if found else f"lgsp-{cursor}"
 
 
-class _Loopback:
-    """Start/stop of a loopback HTTP server on a background thread."""
-
-    handler: type[BaseHTTPRequestHandler]
-
-    def __init__(self, host: str, port: int) -> None:
-        self._host = host
-        self._requested_port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Any:
-        if self._server is None:
-            self._server = _Server((self._host, self._requested_port), self.handler, self)  # type: ignore[arg-type]
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.1},
-                name=f"{type(self).__name__}:{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> Any:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
-
-
-class LgspSimulator(_Loopback):
+class LgspSimulator(LoopbackServer):
     """The LGSP feed: `with LgspSimulator([msg, ...]) as lgsp: ...` (cursors 1, 2, ... in order).
 
     - `GET /messages?after=C&limit=N` → `{"messages": [{"cursor", "id", "url"}], "next": C'}`:
@@ -264,7 +215,7 @@ class LgspSimulator(_Loopback):
 class _LgspHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: LoopbackHTTPServer
     server_version = "lgsp"
     sys_version = ""
 
@@ -327,7 +278,7 @@ class _LgspHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-class RecordingServer(_Loopback):
+class RecordingServer(LoopbackServer):
     """A loopback HTTP server that records every request (`.requests`): the XXE target of tests."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -338,7 +289,7 @@ class RecordingServer(_Loopback):
 
 class _RecordingHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: LoopbackHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — the base's name
         """Silent."""

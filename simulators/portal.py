@@ -6,18 +6,18 @@ import argparse
 import bisect
 import json
 import secrets
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import standards
 from simulators.generator import load_records
+from simulators.loopback import LoopbackHTTPServer, LoopbackServer
 
 __all__ = ["FAULTS", "PortalSimulator", "main"]
 
@@ -75,7 +75,7 @@ class _ParameterError(ValueError):
     """A request parameter the portal refuses (error_code "02")."""
 
 
-class PortalSimulator:
+class PortalSimulator(LoopbackServer):
     """The portal's sync API on a background thread: `with PortalSimulator(...) as portal: ...`."""
 
     def __init__(
@@ -101,56 +101,14 @@ class PortalSimulator:
         }
         self._username = username
         self._password = password
-        self._host = host
-        self._requested_port = port
+        super().__init__(host, port)
+        self.handler = _Handler
         self._session_ttl = session_ttl
         self._subtrees = _agency_subtrees()
         self._lock = threading.Lock()
         self._sessions: dict[str, float | None] = {}  # token -> monotonic expiry (None = never)
         self._faults: deque[str] = deque()
         self.calls: list[dict[str, Any]] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> PortalSimulator:
-        """Bind and serve on a background thread (idempotent)."""
-        if self._server is None:
-            self._server = _Server((self._host, self._requested_port), _Handler, self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.1},
-                name=f"portal-simulator:{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and free the port."""
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> PortalSimulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the portal simulator is not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
 
     # -- test controls ----------------------------------------------------------------------
     def inject(self, *faults: str) -> None:
@@ -280,26 +238,11 @@ def _agency_subtrees() -> dict[str, frozenset[str]]:
     return {code: frozenset(members) for code, members in subtrees.items()}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type, simulator: PortalSimulator):
-        self.simulator = simulator
-        super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (timeout tests) is not an error worth printing.
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
-
-
 class _Handler(BaseHTTPRequestHandler):
     # headers and body are written separately: without this, Nagle + delayed ACK add ~40 ms a call
     disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: LoopbackHTTPServer
     server_version = "nginx"
     sys_version = ""
 
