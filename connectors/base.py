@@ -52,6 +52,13 @@ log = logging.getLogger("lienthong.connectors")
 PageCallback = Callable[[str, int, int, int], None]
 
 
+# The portal-shaped dossier's required fields (the standard's required dossier columns, by their
+# DVCQG names): every source that delivers portal-shaped dossiers declares these.
+PORTAL_DOSSIER_REQUIRED = (
+    "MaHoSo", "MaTTHC", "DonViXuLy", "KenhThucHien", "LoaiDoiTuong", "NgayTiepNhan", "TrangThaiHoSo", "NgayCapNhat",
+)
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """What a connector declares about one stream; the base class does the reading."""

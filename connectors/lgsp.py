@@ -14,7 +14,7 @@ import httpx
 from lxml import etree
 
 import standards
-from connectors.base import HttpJsonConnector, HttpStreamSpec, Page, Window, _Transient
+from connectors.base import PORTAL_DOSSIER_REQUIRED, HttpJsonConnector, HttpStreamSpec, Page, Window, _Transient
 from connectors.errors import SourceProtocolError, one_line
 from connectors.settings import ConnectionSettings
 
@@ -206,10 +206,7 @@ class LgspConnector(HttpJsonConnector):
             entity="dossier",
             key=("MaHoSo",),
             replication_key="cursor",  # the feed's message cursor, not a field of the record
-            required_fields=(
-                "MaHoSo", "MaTTHC", "DonViXuLy", "KenhThucHien", "LoaiDoiTuong", "NgayTiepNhan",
-                "TrangThaiHoSo", "NgayCapNhat",
-            ),
+            required_fields=PORTAL_DOSSIER_REQUIRED,
             endpoint="messages",
         ),
     )

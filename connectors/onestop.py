@@ -17,7 +17,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Engine
 
-from connectors.base import Connector, StreamSpec, Window
+from connectors.base import PORTAL_DOSSIER_REQUIRED, Connector, StreamSpec, Window
 from connectors.errors import ConnectionConfigError, SourceProtocolError, SourceUnavailable, one_line
 from connectors.settings import ConnectionSettings, connection_from_uri
 from transforms.timefmt import LOCAL_TZ, PORTAL_FORMAT
@@ -360,16 +360,7 @@ class OneStopConnector(Connector):
             entity="dossier",
             key=("MaHoSo",),
             replication_key="NgayCapNhat",
-            required_fields=(
-                "MaHoSo",
-                "MaTTHC",
-                "DonViXuLy",
-                "KenhThucHien",
-                "LoaiDoiTuong",
-                "NgayTiepNhan",
-                "TrangThaiHoSo",
-                "NgayCapNhat",
-            ),
+            required_fields=PORTAL_DOSSIER_REQUIRED,
         ),
     )
 

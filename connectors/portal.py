@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from connectors.base import (
+    PORTAL_DOSSIER_REQUIRED,
     HttpJsonConnector,
     HttpStreamSpec,
     Page,
@@ -48,16 +49,7 @@ class PortalConnector(HttpJsonConnector):
             entity="dossier",
             key=("MaHoSo",),
             replication_key="NgayCapNhat",
-            required_fields=(
-                "MaHoSo",
-                "MaTTHC",
-                "DonViXuLy",
-                "KenhThucHien",
-                "LoaiDoiTuong",
-                "NgayTiepNhan",
-                "TrangThaiHoSo",
-                "NgayCapNhat",
-            ),
+            required_fields=PORTAL_DOSSIER_REQUIRED,
             endpoint="LayDanhSachHoSo",
         ),
     )
