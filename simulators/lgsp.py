@@ -9,13 +9,12 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from lxml import etree
 
-from simulators.loopback import LoopbackHTTPServer, LoopbackServer
+from simulators.loopback import LoopbackHandler, LoopbackServer
 from transforms.timefmt import LOCAL_TZ
 
 __all__ = [
@@ -212,15 +211,8 @@ class LgspSimulator(LoopbackServer):
         return 200, {"acked": cursor}
 
 
-class _LgspHandler(BaseHTTPRequestHandler):
-    disable_nagle_algorithm = True
-    protocol_version = "HTTP/1.1"
-    server: LoopbackHTTPServer
+class _LgspHandler(LoopbackHandler):
     server_version = "lgsp"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — the base's name
-        """Silent."""
 
     @property
     def simulator(self) -> LgspSimulator:
@@ -232,14 +224,14 @@ class _LgspHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path == "/messages":
             status, answer = self.simulator.index(url.query)
-            self._send(status, json.dumps(answer).encode())
+            self.send_payload(status, json.dumps(answer).encode())
             return
         found = re.fullmatch(r"/messages/(\d+)", url.path)
         message = self.simulator.message(int(found.group(1))) if found else None
         if message is None:
-            self._send(404, json.dumps({"error": f"no message at {url.path}"}).encode())
+            self.send_payload(404, json.dumps({"error": f"no message at {url.path}"}).encode())
         else:
-            self._send(200, message, "application/xml")
+            self.send_payload(200, message, "application/xml")
 
     def do_POST(self) -> None:  # noqa: N802 — http.server's naming
         length = int(self.headers.get("Content-Length") or 0)
@@ -247,35 +239,23 @@ class _LgspHandler(BaseHTTPRequestHandler):
         if self._fault(f"POST {self.path}"):
             return
         if self.path != "/ack":
-            self._send(404, json.dumps({"error": f"no {self.path}"}).encode())
+            self.send_payload(404, json.dumps({"error": f"no {self.path}"}).encode())
             return
         try:
             body = json.loads(raw or b"null")
         except ValueError:
             body = None
         status, answer = self.simulator.ack(body)
-        self._send(status, json.dumps(answer).encode())
+        self.send_payload(status, json.dumps(answer).encode())
 
     def _fault(self, request_line: str) -> bool:
         fault = self.simulator.take_fault(request_line)
         if fault == "http_500":
-            self._send(500, b'{"error": "internal"}')
+            self.send_payload(500, b'{"error": "internal"}')
         elif fault == "http_429":
-            self._send(429, b'{"error": "slow down"}', headers={"Retry-After": "0"})
+            self.send_payload(429, b'{"error": "slow down"}', headers={"Retry-After": "0"})
         return fault is not None
 
-    def _send(self, status: int, payload: bytes, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", f"{content_type}; charset=utf-8")
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
 
 
 class RecordingServer(LoopbackServer):
@@ -287,12 +267,7 @@ class RecordingServer(LoopbackServer):
         self.requests: list[str] = []
 
 
-class _RecordingHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: LoopbackHTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — the base's name
-        """Silent."""
+class _RecordingHandler(LoopbackHandler):
 
     def do_GET(self) -> None:  # noqa: N802 — http.server's naming
         self.server.simulator.requests.append(self.path)  # type: ignore[attr-defined]

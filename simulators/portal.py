@@ -11,13 +11,12 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import standards
 from simulators.generator import load_records
-from simulators.loopback import LoopbackHTTPServer, LoopbackServer
+from simulators.loopback import LoopbackHandler, LoopbackServer
 
 __all__ = ["FAULTS", "PortalSimulator", "main"]
 
@@ -238,16 +237,8 @@ def _agency_subtrees() -> dict[str, frozenset[str]]:
     return {code: frozenset(members) for code, members in subtrees.items()}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    # headers and body are written separately: without this, Nagle + delayed ACK add ~40 ms a call
-    disable_nagle_algorithm = True
-    protocol_version = "HTTP/1.1"
-    server: LoopbackHTTPServer
+class _Handler(LoopbackHandler):
     server_version = "nginx"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — the base's name
-        """Silent: tests and the demo should not see a line per request."""
 
     def do_GET(self) -> None:  # noqa: N802 — http.server's naming
         self._send(405, _json({"error_code": "405", "message": "Chỉ hỗ trợ POST"}))
@@ -304,17 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         headers: dict[str, str] | None = None,
     ) -> None:
-        payload = text.encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", f"{content_type}; charset=utf-8")
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client went away (e.g. its timeout fired)
+        self.send_payload(status, text.encode("utf-8"), content_type, headers)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,20 +34,25 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def postgres_admin_url() -> str:
-    """URL of the PostgreSQL server for tests (TEST_POSTGRES_URL), checked to answer."""
-    url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
+def _answering_server(variable: str, default: str, name: str) -> str:
+    """The server URL in `variable` (else `default`), checked to answer a query."""
+    url = os.environ.get(variable, default)
     engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 — any failure to connect means "not available"
-        _unavailable(f"PostgreSQL at {make_url(url).render_as_string(hide_password=True)} "
+        _unavailable(f"{name} at {make_url(url).render_as_string(hide_password=True)} "
                      f"does not answer ({type(exc).__name__})")
     finally:
         engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """URL of the PostgreSQL server for tests (TEST_POSTGRES_URL), checked to answer."""
+    return _answering_server("TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL, "PostgreSQL")
 
 
 def create_postgres_database(admin_url: str, template: str | None = None) -> tuple[str, Callable[[], None]]:
@@ -97,17 +102,7 @@ DEFAULT_TEST_MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 @pytest.fixture(scope="session")
 def mysql_admin_url() -> str:
     """URL of the MariaDB/MySQL server for tests (TEST_MYSQL_URL), checked to answer."""
-    url = os.environ.get("TEST_MYSQL_URL", DEFAULT_TEST_MYSQL_URL)
-    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 — any failure to connect means "not available"
-        _unavailable(f"MariaDB at {make_url(url).render_as_string(hide_password=True)} "
-                     f"does not answer ({type(exc).__name__})")
-    finally:
-        engine.dispose()
-    return url
+    return _answering_server("TEST_MYSQL_URL", DEFAULT_TEST_MYSQL_URL, "MariaDB")
 
 
 @pytest.fixture
