@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 log = logging.getLogger("lienthong")
 
-SOURCE_NAMES = {"national-portal": "national_portal", "one-stop": "one_stop", "lgsp": "lgsp"}
+SOURCE_NAMES = {"national-portal": "national_portal", "one-stop": "one_stop", "lgsp": "lgsp",
+                "files": "file_drop"}
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -85,14 +86,34 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
+    """`upgrade`: migrate, then (PostgreSQL) apply the roles unless LIENTHONG_DB_ROLES=0;
+    `roles`: apply the roles only (warehouse/roles.py), with prefix LIENTHONG_DB_ROLE_PREFIX."""
     from sqlalchemy.engine import make_url
 
-    from warehouse.db import upgrade, warehouse_url
+    from warehouse.db import create_engine, upgrade, warehouse_url
+    from warehouse.roles import DEFAULT_PREFIX, RolesNotPermitted, apply_roles
 
     url = warehouse_url()
-    upgrade(url)
-    print(f"warehouse at {make_url(url).render_as_string(hide_password=True)} is at the latest revision")
-    return 0
+    prefix = os.environ.get("LIENTHONG_DB_ROLE_PREFIX", "").strip() or DEFAULT_PREFIX
+    engine = create_engine(url)
+    try:
+        if args.action == "roles":
+            print(apply_roles(engine, prefix=prefix).note)
+            return 0
+        upgrade(engine)
+        print(f"warehouse at {make_url(url).render_as_string(hide_password=True)} is at the latest revision")
+        if engine.dialect.name != "postgresql":
+            return 0
+        if os.environ.get("LIENTHONG_DB_ROLES", "").strip().lower() in ("0", "false", "no"):
+            print("roles not applied (LIENTHONG_DB_ROLES=0); `lienthong db roles` applies them")
+            return 0
+        try:
+            print(apply_roles(engine, prefix=prefix).note)
+        except RolesNotPermitted as exc:  # the migration stands; roles are the DBA's to apply
+            print(f"roles not applied: {exc}")
+        return 0
+    finally:
+        engine.dispose()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -141,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = sub.add_parser("sync", help="sync one source into the warehouse (WAREHOUSE_URL)")
     sync.add_argument("source", choices=sorted(SOURCE_NAMES))
-    sync.add_argument("--stream", choices=["procedures", "dossiers"], help="only this stream")
+    sync.add_argument("--stream", choices=["procedures", "dossiers", "justice_csv", "service_stat"],
+                      help="only this stream (national-portal: procedures|dossiers; files: "
+                           "justice_csv|service_stat)")
     sync.add_argument("--connection", action="append",
                       help="one-stop: the connection id of an agency database (repeatable; "
                            "default LIENTHONG_ONESTOP_CONNECTIONS)")
@@ -158,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     db = sub.add_parser("db", help="warehouse schema")
-    db.add_argument("action", choices=["upgrade"])
+    db.add_argument("action", choices=["upgrade", "roles"],
+                    help="upgrade: migrate (and apply the roles on PostgreSQL); roles: the roles only")
     db.set_defaults(func=cmd_db)
 
     sim = sub.add_parser("simulate", help="the simulated province")

@@ -17,11 +17,16 @@ class View:
     name: str
     doc: str
     select: str
+    # PostgreSQL only: the view reads its tables with the privileges and row-level security of
+    # the querying role, not of the view's owner (warehouse/roles.py; needs PostgreSQL 15).
+    security_invoker: bool = False
 
-    def create_sql(self) -> str:
+    def create_sql(self, dialect: str = "sqlite") -> str:
         """CREATE VIEW with the doc as a leading SQL comment (kept by SQLite in sqlite_master)."""
         comment = "\n".join(f"-- {line}" for line in self.doc.splitlines())
-        return f"CREATE VIEW {self.name} AS\n{comment}\n{self.select.strip()}"
+        options = (" WITH (security_invoker = true)"
+                   if self.security_invoker and dialect == "postgresql" else "")
+        return f"CREATE VIEW {self.name}{options} AS\n{comment}\n{self.select.strip()}"
 
     def drop_sql(self) -> str:
         return f"DROP VIEW IF EXISTS {self.name}"
@@ -31,6 +36,21 @@ class View:
 # a stored column computed in local time by the transforms (received_month, finished_month,
 # due_date, finished_date). Status groups come from dim_dossier_status, never from literals here.
 VIEWS: tuple[View, ...] = (
+    View(
+        name="mart_dossier",
+        doc="One row per dossier, without the applicant's pseudonym: what an agency's role reads "
+            "(row-level security on fact_dossier shows it its own dossiers only, "
+            "docs/INTERFACES.md \"Who may see what\").",
+        select="""
+SELECT f.dossier_code, f.procedure_code, f.agency_code, f.admin_unit_code, f.channel,
+       f.applicant_type, f.status, s.status_group, f.received_at, f.due_at, f.finished_at,
+       f.received_date, f.received_month, f.due_date, f.finished_date, f.finished_month,
+       f.fee, f.paid_online, f.updated_at, f.source_system
+FROM fact_dossier f
+LEFT JOIN dim_dossier_status s ON s.code = f.status
+""",
+        security_invoker=True,
+    ),
     View(
         name="mart_dossier_received",
         doc="Dossiers received (status group `received`: statuses 2, 4-10) per local month of "
@@ -88,7 +108,7 @@ GROUP BY q.batch_id, q.source, q.stream
 def create_views(conn: sa.Connection) -> None:
     """Create every indicator view (after the tables they read)."""
     for view in VIEWS:
-        conn.exec_driver_sql(view.create_sql())
+        conn.exec_driver_sql(view.create_sql(conn.dialect.name))
         if conn.dialect.name == "postgresql":
             # COMMENT is a utility statement: it takes no bound parameters, so quote the literal.
             conn.exec_driver_sql(f"COMMENT ON VIEW {view.name} IS {_sql_string(view.doc)}")
