@@ -9,12 +9,15 @@ connection names its mapping file in its extra (`?mapping=onestop_variant_a`).
   `AIRFLOW_CONN_ONESTOP_DOJ=mysql://reader:pass@10.0.0.7:3306/motcua?mapping=onestop_variant_a`.
 * Pool `one_stop_databases` limits how many agency databases are queried at once
   (`airflow pools set one_stop_databases 2 "one-stop-shop databases"`).
+* Params `start` / `end` (ISO-8601, Vietnam time if naive): backfill exactly that window in every
+  database instead of each one's incremental window; re-running the same window replaces the
+  same batches.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, BaseHook, dag, task
+from airflow.sdk import Asset, BaseHook, Param, dag, get_current_context, task
 
 from pipeline.assets import WAREHOUSE_DOSSIERS_URI
 
@@ -29,6 +32,10 @@ WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
     max_active_runs=1,
     doc_md=__doc__,
     tags=["lienthong", "source:one_stop"],
+    params={
+        "start": Param(None, type=["null", "string"], description="backfill window start (ISO-8601)"),
+        "end": Param(None, type=["null", "string"], description="backfill window end (ISO-8601)"),
+    },
 )
 def sync_one_stop():
     @task
@@ -43,7 +50,9 @@ def sync_one_stop():
         from connectors.settings import ConnectionSettings
         from pipeline.tasks import run_sync
 
-        return run_sync("one_stop", "dossiers", ConnectionSettings.from_airflow(BaseHook.get_connection(conn_id)))
+        params = get_current_context()["params"]
+        return run_sync("one_stop", "dossiers", ConnectionSettings.from_airflow(BaseHook.get_connection(conn_id)),
+                        start=params.get("start"), end=params.get("end"))
 
     sync_database.expand(conn_id=agency_databases())
 
