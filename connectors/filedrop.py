@@ -149,7 +149,8 @@ class FileDropConnector(Connector):
     earlier in this run under another name, is skipped and left in place: a file is never loaded
     twice. Files read are only *listed* in `processed`; the caller moves them to the archive with
     `commit_files()` after the batch is loaded, so a failed load leaves them in the drop folder to
-    be read again. `processed`, `skipped` and `rejected` list the files' original paths. The
+    be read again. `processed`, `skipped` and `rejected` list the files' original paths;
+    `reasons` gives each rejected one's reason. The
     window of `read` is ignored: a drop is read whole.
     """
 
@@ -190,6 +191,7 @@ class FileDropConnector(Connector):
         self.processed: list[Path] = []
         self.skipped: list[Path] = []
         self.rejected: list[Path] = []
+        self.reasons: dict[Path, str] = {}  # rejected file → its one-line reason
         self._pending: dict[Path, str] = {}  # read, not yet archived: path → sha256
 
     # -- the contract ------------------------------------------------------------------------
@@ -278,6 +280,7 @@ class FileDropConnector(Connector):
         target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
         log.warning("%s: %s rejected: %s", self.source, path.name, reason)
         self.rejected.append(path)
+        self.reasons[path] = reason
 
     # -- procedure_catalogue -----------------------------------------------------------------
 

@@ -90,6 +90,24 @@ class ConnectionSettings:
             host = f"{web}://{host}"
         return f"{host}:{self.port}" if self.port else host
 
+    @property
+    def local_path(self) -> str:
+        """The local folder of a `file://` connection, e.g. `file:///srv/drop` → `/srv/drop`.
+
+        As in Airflow, the URI path (less its first `/`) is the `schema`; an extra `path` (the
+        field Airflow's `fs` connections use) takes precedence.
+        """
+        if self.extra.get("path"):
+            return str(self.extra["path"])
+        if self.scheme not in ("file", "fs"):
+            raise ConnectionConfigError(
+                f"connection {self.safe_uri()} is not a folder: use file:///absolute/path")
+        if self.host not in ("", "localhost"):
+            raise ConnectionConfigError(
+                f"file connection names host {self.host!r}: a drop folder is local, "
+                "file:///absolute/path (three slashes)")
+        return "/" + self.schema.lstrip("/")
+
     def safe_uri(self) -> str:
         """The connection as a URI without its password (for logs and messages)."""
         user = f"{quote(self.login, safe='')}@" if self.login else ""

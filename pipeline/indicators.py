@@ -40,7 +40,12 @@ INDICATORS: dict[str, IndicatorDef] = {d.id: d for d in [
     IndicatorDef("dossiers_finished", "Số hồ sơ đã giải quyết", "Dossiers finished", "dossiers", "month"),
     IndicatorDef("finished_on_time_rate", "Tỷ lệ hồ sơ giải quyết đúng và trước hạn",
                  "Share finished early or on time", "percent", "month"),
+    IndicatorDef("reconciliation_gap", "Chênh lệch giữa báo cáo của xã và hồ sơ trong kho dữ liệu",
+                 "Commune report minus dossiers counted (mismatches only)", "dossiers", "month"),
 ]}
+
+# The measures of a commune's monthly report, compared one by one with the dossiers.
+REPORT_MEASURES = ("received", "online", "on_time", "late", "pending")
 
 
 @dataclass
@@ -54,12 +59,16 @@ class IndicatorValue:
     unit: str
     group_code: str | None = None
     dimension: str | None = None
+    # Extra keys of this value in the JSON report (reconciliation_gap: `reported`, `counted`);
+    # not stored in mart_indicator nor written to CSV.
+    detail: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        detail = out.pop("detail") or {}
         if float(self.value).is_integer():
             out["value"] = int(self.value)
-        return out
+        return {**out, **detail}
 
 
 def data_cutoff(conn: sa.Connection) -> date | None:
@@ -166,11 +175,71 @@ def _monthly(conn: sa.Connection) -> list[IndicatorValue]:
     return out
 
 
+# Dossiers counted the way a commune reports them (docs/reconciliation.md), only for the
+# commune-months that have a loaded report. Status groups come from dim_dossier_status.
+_COUNTED_SQL = """
+SELECT f.admin_unit_code AS commune_code, f.received_month AS month, f.procedure_code,
+       COUNT(*) AS received,
+       SUM(CASE WHEN f.channel = 2 THEN 1 ELSE 0 END) AS online,
+       SUM(CASE WHEN s.status_group = 'finished'
+                 AND (f.due_date IS NULL OR f.finished_date <= f.due_date) THEN 1 ELSE 0 END) AS on_time,
+       SUM(CASE WHEN s.status_group = 'finished' AND f.finished_date > f.due_date
+                THEN 1 ELSE 0 END) AS late,
+       SUM(CASE WHEN s.status_group = 'finished' THEN 0 ELSE 1 END) AS pending
+FROM fact_dossier f
+JOIN dim_dossier_status s ON s.code = f.status
+WHERE s.is_received
+  AND EXISTS (SELECT 1 FROM fact_service_stat r
+              WHERE r.commune_code = f.admin_unit_code AND r.month = f.received_month)
+GROUP BY f.admin_unit_code, f.received_month, f.procedure_code
+"""
+
+
+def reconciliation_gaps(conn: sa.Connection) -> list[IndicatorValue]:
+    """Every (commune, month, procedure, measure) where a loaded commune report and the dossiers disagree.
+
+    value = reported − counted; group_code = the procedure; dimension = "<commune code>/<measure>";
+    agency_code = the commune's People's Committee (level-3 agency of that admin unit) or None;
+    `detail` carries commune_code, procedure_code, measure, reported and counted. A procedure
+    reported without dossiers, or with dossiers but missing from the report, counts 0 on the
+    side that lacks it. A commune-month whose report agrees gives no row.
+    """
+    keys = ["commune_code", "month", "procedure_code"]
+    if not sa.inspect(conn).has_table("fact_service_stat"):  # a warehouse not yet at 0003
+        return []
+    reported = pd.read_sql(sa.text(
+        "SELECT commune_code, month, procedure_code, " + ", ".join(REPORT_MEASURES)
+        + " FROM fact_service_stat"), conn)
+    if reported.empty:
+        return []
+    counted = pd.read_sql(sa.text(_COUNTED_SQL), conn)
+    both = reported.merge(counted, on=keys, how="outer", suffixes=("_reported", "_counted"))
+    agencies = dict(conn.execute(sa.text(
+        "SELECT admin_unit_code, min(agency_code) FROM dim_agency WHERE level = 3 "
+        "AND admin_unit_code IS NOT NULL GROUP BY admin_unit_code")).all())
+    out: list[IndicatorValue] = []
+    for row in both.sort_values(keys).to_dict("records"):
+        for measure in REPORT_MEASURES:
+            got = row[f"{measure}_reported"]
+            want = row[f"{measure}_counted"]
+            got = 0 if pd.isna(got) else int(got)
+            want = 0 if pd.isna(want) else int(want)
+            if got == want:
+                continue
+            commune = row["commune_code"]
+            out.append(IndicatorValue(
+                "reconciliation_gap", row["month"], agencies.get(commune), got - want, "dossiers",
+                group_code=row["procedure_code"], dimension=f"{commune}/{measure}",
+                detail={"commune_code": commune, "procedure_code": row["procedure_code"],
+                        "measure": measure, "reported": got, "counted": want}))
+    return out
+
+
 def compute_indicators(engine: sa.Engine, *, as_of: date | None = None) -> list[IndicatorValue]:
     """Every indicator of the standard: snapshots as of `as_of` (default the data cut-off), months and years."""
     with engine.connect() as conn:
         as_of = as_of or data_cutoff(conn) or date.today()
-        return _snapshot(conn, as_of) + _monthly(conn)
+        return _snapshot(conn, as_of) + _monthly(conn) + reconciliation_gaps(conn)
 
 
 def filter_values(values: list[IndicatorValue], *, indicator: str | None = None,

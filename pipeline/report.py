@@ -126,7 +126,7 @@ def render_report(*, fmt: str = "table", indicator: str | None = None, period: s
             return json.dumps([v.as_dict() for v in values], ensure_ascii=False, indent=1) + "\n"
         if fmt == "csv":
             out = io.StringIO()
-            writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+            writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
             writer.writeheader()
             writer.writerows(v.as_dict() for v in values)
             return out.getvalue()

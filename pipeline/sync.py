@@ -43,13 +43,20 @@ class SyncOutcome:
     rows_deduplicated: int
     watermark: datetime | None
     rule_counts: dict[str, int] = field(default_factory=dict)
+    # File sources: names of the files archived (loaded) and skipped (already loaded), and
+    # "<name>: <reason>" of those rejected (moved to rejected/).
+    files: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         rules = ", ".join(f"{rule} {n}" for rule, n in sorted(self.rule_counts.items()))
-        return (f"{self.source}.{self.stream}: read {self.rows_read}, loaded {self.rows_loaded} "
+        text = (f"{self.source}.{self.stream}: read {self.rows_read}, loaded {self.rows_loaded} "
                 f"({self.rows_deduplicated} duplicates merged), quarantined {self.rows_quarantined}"
-                + (f" [{rules}]" if rules else "")
-                + f"; window {self.window.start:%Y-%m-%d %H:%M} → {self.window.end:%Y-%m-%d %H:%M}")
+                + (f" [{rules}]" if rules else ""))
+        if self.files:
+            listed = "; ".join(f"{what} {len(names)}" + (f" ({', '.join(names)})" if names else "")
+                               for what, names in self.files.items())
+            return f"{text}; files {listed}"
+        return text + f"; window {self.window.start:%Y-%m-%d %H:%M} → {self.window.end:%Y-%m-%d %H:%M}"
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,53 @@ def _procedure_frames(records, *, key: bytes, first_row: int, source_system: str
     return procedures_to_frame(records, first_row=first_row, source_system=source_system), None
 
 
+REPORT_COUNTS = ("received", "online", "on_time", "late", "pending")
+
+
+def service_stats_to_frame(records, *, first_row: int = 0) -> pd.DataFrame:
+    """Commune report rows (FileDropConnector `service_stat` records) → standard service_stat frame.
+
+    Counts become nullable Int64; a count that is not a whole number (text, a fraction) is left
+    empty and reported `<column>.valid_integer`, so the row is quarantined with its cell as read.
+    """
+    rows = []
+    for i, record in enumerate(records):
+        errors: list[str] = []
+        row: dict[str, Any] = {
+            "commune_code": str(record.get("commune_code") or "") or None,
+            "month": str(record.get("month") or "") or None,
+            "procedure_code": str(record.get("procedure_code") or "").strip() or None,
+        }
+        for column in REPORT_COUNTS:
+            value = record.get(column)
+            if value is None or value == "":
+                row[column] = None
+            elif isinstance(value, int) and not isinstance(value, bool):
+                row[column] = value
+            else:
+                row[column] = None
+                errors.append(f"{column}.valid_integer")
+        row["source_file"] = record.get("_file")
+        row["_row"] = first_row + i
+        row["_errors"] = errors
+        row["_payload"] = json.dumps(dict(record), ensure_ascii=False, default=str)
+        row["_record_key"] = "/".join(str(record.get(k) or "") for k in ("commune_code", "month", "procedure_code"))
+        rows.append(row)
+    columns = ["commune_code", "month", "procedure_code", *REPORT_COUNTS, "source_file",
+               "_row", "_errors", "_payload", "_record_key"]
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in REPORT_COUNTS:
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _service_stat_frames(records, *, key: bytes, first_row: int, source_system: str):
+    return service_stats_to_frame(records, first_row=first_row), None
+
+
 DOSSIERS = StreamPlan("dossier", _dossier_frames)
 PROCEDURES = StreamPlan("procedure", _procedure_frames)
+SERVICE_STATS = StreamPlan("service_stat", _service_stat_frames)
 
 
 @dataclass(frozen=True)
@@ -113,6 +165,18 @@ def _lgsp_connector(connection: ConnectionSettings, settings: PipelineSettings, 
                          max_retries=settings.max_retries)
 
 
+def _filedrop_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
+    from pathlib import Path
+
+    from connectors.filedrop import FileDropConnector
+
+    folder = Path(connection.local_path)
+    if not folder.is_dir():  # said before any batch opens: nothing to record as failed
+        raise FileNotFoundError(f"file_drop: drop folder {folder} does not exist "
+                                "(connection file_drop, e.g. AIRFLOW_CONN_FILE_DROP=file:///srv/drop)")
+    return FileDropConnector(folder, chunk_size=settings.chunk_size)
+
+
 SOURCES: dict[str, SourcePlan] = {
     # procedures first: dossiers are checked against the catalogue
     "national_portal": SourcePlan("national_portal", _portal_connector,
@@ -121,6 +185,14 @@ SOURCES: dict[str, SourcePlan] = {
     # history an agency's copy would overwrite, so its procedures are not synced from here.
     "one_stop": SourcePlan("one_stop", _onestop_connector, {"dossiers": DOSSIERS}),
     "lgsp": SourcePlan("lgsp", _lgsp_connector, {"dossiers": DOSSIERS}, windowed=False),
+    # Files dropped in a folder: the Department of Justice export (dossiers, the agency's own
+    # system: precedence as one-stop), then the communes' monthly reports, reconciled against the
+    # dossiers (indicator reconciliation_gap). The connector's procedure_catalogue stream is left
+    # out on purpose: the catalogue's authority is the national portal, and a catalogue workbook
+    # has no level history, so loading it would overwrite the portal's (as for one_stop).
+    # Files are archived only once their batch is committed (`commit_files`).
+    "file_drop": SourcePlan("file_drop", _filedrop_connector,
+                            {"justice_csv": DOSSIERS, "service_stat": SERVICE_STATS}, windowed=False),
 }
 
 
@@ -160,6 +232,24 @@ def _catalogue_codes(engine: sa.Engine) -> set[str]:
         return {row[0] for row in conn.execute(sa.text("SELECT procedure_code FROM dim_procedure"))}
 
 
+def _references(engine: sa.Engine, entity: str) -> dict[str, set[str]]:
+    """Reference sets of an entity's `x-references` columns (procedure codes: the catalogue)."""
+    import standards
+
+    prop = standards.load_schema(entity)["properties"].get("procedure_code", {})
+    return {"procedure_code": _catalogue_codes(engine)} if "x-references" in prop else {}
+
+
+def _file_report(connector: Any, archived: list) -> dict[str, list[str]]:
+    """What a file connector did with the files: archived, skipped, rejected with reasons."""
+    reasons = getattr(connector, "reasons", {})
+    return {
+        "archived": [path.name.split("__", 1)[-1] for path in archived],
+        "skipped": [path.name for path in connector.skipped],
+        "rejected": [f"{path.name}: {reasons.get(path, 'unreadable')}" for path in connector.rejected],
+    }
+
+
 def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: ConnectionSettings,
                 settings: PipelineSettings, window: Window | None = None,
                 until: datetime | None = None, progress: Progress | None = None) -> SyncOutcome:
@@ -184,11 +274,11 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
     if source_plan.windowed:
         window = window or plan_window(engine, source, stream, settings, until)
     else:  # the source's cursor decides what is new; the window only records when the batch ran
-        now = datetime.now(LOCAL_TZ).replace(microsecond=0)
+        # (to the microsecond: two runs within a second are two batches, never one replacing the other)
+        now = datetime.now(LOCAL_TZ)
         window = Window(start=now, end=now)
     batch_id = batch_id_for(source, stream, window)
-    references = {"procedure_code": _catalogue_codes(engine)} if plan.entity == "dossier" else {}
-    gate = QualityGate(plan.entity, references)
+    gate = QualityGate(plan.entity, _references(engine, plan.entity))
     log.info("sync %s.%s batch %s window %s → %s", source, stream, batch_id,
              window.start.isoformat(), window.end.isoformat())
     rows_read = rows_bad = 0
@@ -198,7 +288,7 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
         for records in connector.read(stream, window):
             frame, events = plan.to_frames(records, key=key, first_row=rows_read, source_system=source)
             rows_read += len(frame)
-            newest = frame["updated_at"].max()
+            newest = frame["updated_at"].max() if "updated_at" in frame.columns else None
             if pd.notna(newest) and (watermark is None or newest > watermark):
                 watermark = newest.to_pydatetime()
             checked = gate.split(frame)
@@ -224,10 +314,18 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
                 f"{source}.{stream}: {rows_bad} of {rows_read} rows failed quality "
                 f"(over the {settings.max_quarantine_rate:.1%} threshold of LIENTHONG_MAX_QUARANTINE_RATE)")
         result = writer.commit(watermark)
-        if not source_plan.windowed and connector.last_cursor is not None:
-            connector.ack(connector.last_cursor)  # only once the batch is safely committed
+        # Only once the batch is safely committed: acknowledge the cursor, archive the files read.
+        if getattr(connector, "last_cursor", None) is not None:
+            connector.ack(connector.last_cursor)
+        files: dict[str, list[str]] = {}
+        if hasattr(connector, "commit_files"):
+            files = _file_report(connector, connector.commit_files())
+            for what, names in files.items():
+                for name in names:
+                    log.info("%s.%s: file %s %s", source, stream, what, name)
     return SyncOutcome(source, stream, batch_id, window, result.rows_read, result.rows_loaded,
-                       result.rows_quarantined, result.rows_deduplicated, watermark, rule_counts)
+                       result.rows_quarantined, result.rows_deduplicated, watermark, rule_counts,
+                       files)
 
 
 def sync_source(source: str, *, engine: sa.Engine, connection: ConnectionSettings,

@@ -55,8 +55,32 @@ def run_sync(source: str, stream: str, connection: ConnectionSettings, *,
     finally:
         engine.dispose()
     log.info("[lienthong] %s", outcome.summary())
-    return {"batch_id": outcome.batch_id, "rows_read": outcome.rows_read,
-            "rows_loaded": outcome.rows_loaded, "rows_quarantined": outcome.rows_quarantined}
+    summary: dict[str, Any] = {"batch_id": outcome.batch_id, "rows_read": outcome.rows_read,
+                               "rows_loaded": outcome.rows_loaded,
+                               "rows_quarantined": outcome.rows_quarantined}
+    if outcome.files:
+        summary["files"] = outcome.files
+    return summary
+
+
+def drop_files_waiting(connection: ConnectionSettings) -> list[str]:
+    """Names of the files in the drop folder that a file_drop sync would read (the sensor's poke).
+
+    Files matching the pipeline's streams' patterns (`FileDropConnector.patterns`), at the top
+    of the folder; whether one was already loaded is the sync's business (it skips it).
+    """
+    from fnmatch import fnmatch
+    from pathlib import Path
+
+    from connectors.filedrop import FileDropConnector
+    from pipeline.sync import SOURCES
+
+    folder = Path(connection.local_path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"file_drop: drop folder {folder} does not exist")
+    patterns = [p for stream in SOURCES["file_drop"].streams for p in FileDropConnector.patterns[stream]]
+    return sorted(path.name for path in folder.iterdir()
+                  if path.is_file() and any(fnmatch(path.name.lower(), p) for p in patterns))
 
 
 def onestop_connection_ids() -> list[str]:

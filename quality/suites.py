@@ -42,8 +42,9 @@ def build_suite(
 
     `required` → not null; `pattern` → regex; `minimum` → between; `x-codelist` and `enum` → in
     the code list; `x-references` → in `reference_sets[column]` (only when given); `x-not-before`
-    → column pair A ≥ B, rows missing either value ignored. Every expectation carries its rule
-    id in `meta["rule"]` (docs/INTERFACES.md §3). Nested columns (arrays, objects) are skipped.
+    → column pair A ≥ B and `x-at-most` → B ≥ A, rows missing either value ignored. Every
+    expectation carries its rule id in `meta["rule"]` (docs/INTERFACES.md §3). Nested columns
+    (arrays, objects) are skipped.
     """
     schema = standards.load_schema(entity)
     references = _reference_values(entity, schema, reference_sets or {})
@@ -92,6 +93,15 @@ def _column_expectations(
             column=column,
             value_set=references[column],
             meta=_rule(column, "in_catalogue") | {"references": prop["x-references"]},
+        )
+    if "x-at-most" in prop:  # a count that cannot exceed another (online <= received)
+        other = prop["x-at-most"]
+        yield expect.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A=other,
+            column_B=column,
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+            meta=_rule(column, f"at_most_{other}"),
         )
     if "x-not-before" in prop:
         other = prop["x-not-before"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from openpyxl import Workbook
 
+import standards
 from connectors.filedrop import (
     CATALOGUE_HEADERS,
     JUSTICE_COLUMNS,
@@ -103,27 +104,42 @@ def commune_report_rows(dossiers: Iterable[Mapping[str, Any]], commune_code: str
                         ) -> list[dict[str, Any]]:
     """The report rows a commune would send for `month`, counted from portal-shaped dossiers.
 
-    Dossiers filed in the commune (`NoiNopHoSo`) and received in the month: online = channel 2;
-    finished on time / late by `NgayKetThucXuLy` against `NgayHenTra`; pending = not finished.
+    The rule of the reconciliation indicator (docs/reconciliation.md), so that a report written
+    from the dossiers the warehouse holds reconciles with no gap: a dossier counts for the commune
+    and month when it was filed there (`NoiNopHoSo`), received in the month (`NgayTiepNhan`,
+    local) and its status is in the report group `received`; online = channel 2; on time =
+    status group `finished` and (no due date, or finished on or before the due DATE); late =
+    finished after the due date; pending = received but not finished. A dossier sent twice
+    counts once, in its latest version (`NgayCapNhat`).
     """
+    groups = standards.status_groups()
     stamp = month.replace("-", "")
-    rows: dict[str, dict[str, Any]] = {}
+    latest: dict[str, Mapping[str, Any]] = {}
     for dossier in dossiers:
+        code = str(dossier.get("MaHoSo") or "")
+        if code not in latest or str(dossier.get("NgayCapNhat") or "") >= str(latest[code].get("NgayCapNhat") or ""):
+            latest[code] = dossier
+    rows: dict[str, dict[str, Any]] = {}
+    for dossier in latest.values():
         received = str(dossier.get("NgayTiepNhan") or "")
-        if dossier.get("NoiNopHoSo") != commune_code or not received.startswith(stamp):
+        status = str(dossier.get("TrangThaiHoSo") or "").strip()
+        if (dossier.get("NoiNopHoSo") != commune_code or received[:6] != stamp
+                or not status.isdigit() or int(status) not in groups["received"]):
             continue
         row = rows.setdefault(dossier["MaTTHC"], {
             "procedure_code": dossier["MaTTHC"], "procedure_name": dossier.get("TenTTHC", ""),
             **dict.fromkeys(REPORT_COUNTS, 0)})
         row["received"] += 1
-        row["online"] += dossier.get("KenhThucHien") == "2"
-        finished, due = dossier.get("NgayKetThucXuLy") or "", dossier.get("NgayHenTra") or ""
-        if not finished:
+        row["online"] += str(dossier.get("KenhThucHien") or "").strip() == "2"
+        if int(status) not in groups["finished"]:
             row["pending"] += 1
-        elif due and finished > due:
-            row["late"] += 1
-        else:
+            continue
+        finished = str(dossier.get("NgayKetThucXuLy") or "")[:8]  # yyyyMMdd: compared by date
+        due = str(dossier.get("NgayHenTra") or "")[:8]
+        if not due or (finished and finished <= due):
             row["on_time"] += 1
+        elif finished and finished > due:
+            row["late"] += 1
     return [rows[code] for code in sorted(rows)]
 
 

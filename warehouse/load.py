@@ -26,6 +26,7 @@ from warehouse.schema import (
     dim_procedure_level,
     fact_dossier_event,
     fact_dossier_source,
+    fact_service_stat,
     ops_batch,
     ops_quarantine,
     ops_sync_state,
@@ -34,7 +35,11 @@ from warehouse.schema import (
 log = logging.getLogger(__name__)
 
 ENTITIES = tuple(ENTITY_TABLES)
-ENTITY_KEYS = {"dossier": "dossier_code", "procedure": "procedure_code"}
+ENTITY_KEYS = {"dossier": "dossier_code", "procedure": "procedure_code",
+               "service_stat": "procedure_code"}  # with commune_code and month (REPORT_KEY)
+# A commune's monthly report row is keyed by commune, month and procedure; a report is replaced
+# whole, by commune and month (`_replace_reports`).
+REPORT_KEY = ("commune_code", "month", "procedure_code")
 # Set by the loader, never taken from the frame.
 LOADER_COLUMNS = ("batch_id", "loaded_at")
 MAX_ERROR_CHARS = 4000
@@ -45,6 +50,7 @@ MAX_ERROR_CHARS = 4000
 # whatever the times; within the same rank, the newer `updated_at` wins.
 SOURCE_PRECEDENCE: dict[str, int] = {
     "one_stop": 3,         # the agency's one-stop-shop database: the system of record
+    "file_drop": 3,        # an agency's own export dropped as a file (Justice CSV): a system of record
     "lgsp": 2,             # the provincial integration bus (LGSP), a relay
     "national_portal": 1,  # the national public-service portal, a relay
 }
@@ -199,7 +205,9 @@ class BatchWriter:
                 for c in table.columns if not c.name.startswith("_")}
         n = len(frame)
         # The standard leaves these to the source; the loader knows them.
-        data["source_system"] = [v if v is not None else self.source for v in data["source_system"]]
+        if "source_system" in data:
+            data["source_system"] = [v if v is not None else self.source
+                                     for v in data["source_system"]]
         if self.entity == "procedure":
             now = _utcnow()
             data["updated_at"] = [v if v is not None else now for v in data["updated_at"]]
@@ -263,10 +271,13 @@ class BatchWriter:
             self._record_lineage(conn, now)
         self._deduplicate(conn)
         kept = conn.execute(sa.select(sa.func.count()).select_from(staging.main)).scalar_one()
-        self._upsert_target(conn, now)
+        if self.entity == "service_stat":
+            self._replace_reports(conn, now)
+        else:
+            self._upsert_target(conn, now)
         if self.entity == "dossier":
             self._replace_events(conn)
-        else:
+        elif self.entity == "procedure":
             self._replace_levels(conn)
         result = BatchResult(
             batch_id=self.batch_id, source=self.source, stream=self.stream, entity=self.entity,
@@ -317,12 +328,18 @@ class BatchWriter:
         upsert would keep had they come in separate batches.
         """
         main = self._staging.main
-        order: list[Any] = []
+        if self.entity == "service_stat":  # no updated_at: the row read last wins
+            partition: list[Any] = [main.c[name] for name in REPORT_KEY]
+            order: list[Any] = [main.c._row.desc()]
+        else:
+            partition = [main.c[self.key]]
+            order = []
         if self.entity in RANKED_ENTITIES:
             order.append(source_rank_sql(main.c.source_system).desc())
-        order += [sa.case((main.c.updated_at.is_(None), 0), else_=1).desc(),
-                  main.c.updated_at.desc(), main.c._row.desc()]
-        rank = sa.func.row_number().over(partition_by=main.c[self.key], order_by=order)
+        if "updated_at" in main.c:
+            order += [sa.case((main.c.updated_at.is_(None), 0), else_=1).desc(),
+                      main.c.updated_at.desc(), main.c._row.desc()]
+        rank = sa.func.row_number().over(partition_by=partition, order_by=order)
         ranked = sa.select(main.c._row, rank.label("rank")).subquery()
         losers = sa.select(ranked.c._row).where(ranked.c.rank > 1)
         conn.execute(sa.delete(main).where(main.c._row.in_(losers)))
@@ -349,6 +366,20 @@ class BatchWriter:
             where=newer,
         )
         conn.execute(stmt)
+
+    def _replace_reports(self, conn: sa.Connection, now: datetime) -> None:
+        """Replace every loaded row of each commune-month this batch reports (the latest report wins).
+
+        A re-sent report replaces the earlier one whole: a procedure it no longer lists is gone.
+        """
+        main, target = self._staging.main, fact_service_stat
+        reported = sa.exists().where(main.c.commune_code == target.c.commune_code,
+                                     main.c.month == target.c.month)
+        conn.execute(sa.delete(target).where(reported))
+        names = [c.name for c in target.columns if c.name not in LOADER_COLUMNS]
+        select = sa.select(*(main.c[name] for name in names),
+                           sa.literal(self.batch_id, sa.String()), sa.literal(now, UtcDateTime()))
+        conn.execute(sa.insert(target).from_select([*names, *LOADER_COLUMNS], select))
 
     def _record_lineage(self, conn: sa.Connection, now: datetime) -> None:
         """Upsert one fact_dossier_source row per staged source record (before deduplication).

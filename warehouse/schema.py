@@ -221,6 +221,24 @@ fact_dossier_event = sa.Table(
     comment="Dossier processing steps (QuaTrinhXuLy)",
 )
 
+fact_service_stat = sa.Table(
+    "fact_service_stat", metadata,
+    sa.Column("commune_code", UNIT_CODE, primary_key=True),
+    sa.Column("month", MONTH, primary_key=True),
+    sa.Column("procedure_code", PROCEDURE_CODE, primary_key=True),
+    sa.Column("received", sa.Integer, nullable=False),
+    sa.Column("online", sa.Integer, nullable=False),
+    sa.Column("on_time", sa.Integer, nullable=False),
+    sa.Column("late", sa.Integer, nullable=False),
+    sa.Column("pending", sa.Integer, nullable=False),
+    sa.Column("source_file", sa.Text),
+    sa.Column("batch_id", BATCH_ID, nullable=False),
+    sa.Column("loaded_at", UtcDateTime, nullable=False),
+    sa.Index("ix_fact_service_stat_month", "month"),
+    comment="Communes' monthly reports (file drops): the latest report of a commune-month replaces "
+            "the earlier one's rows",
+)
+
 # ── operations ──────────────────────────────────────────────────────────────────────────────────
 
 BATCH_STATUSES = ("running", "loaded", "failed")
@@ -304,4 +322,5 @@ CODELIST_TABLES: dict[str, sa.Table] = {
 ENTITY_TABLES: dict[str, sa.Table] = {
     "dossier": fact_dossier,
     "procedure": dim_procedure,
+    "service_stat": fact_service_stat,
 }
