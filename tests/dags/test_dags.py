@@ -33,6 +33,17 @@ def test_sync_dag_runs_procedures_before_dossiers_and_feeds_the_marts(dagbag):
         assert dag.doc_md and dag.dag_id in dag.fileloc
 
 
+def test_sync_files_waits_for_files_then_loads_dossiers_before_reports(dagbag):
+    sync = dagbag.dags["sync_files"]
+    sensor = sync.get_task("wait_for_files")
+    assert (sensor.mode, sensor.soft_fail) == ("reschedule", True)  # no files: skipped, not failed
+    assert sensor.downstream_task_ids == {"sync_justice_csv"}
+    assert sync.get_task("sync_justice_csv").downstream_task_ids == {"sync_service_stat"}
+    for task_id in ("sync_justice_csv", "sync_service_stat"):
+        assert [a.uri for a in sync.get_task(task_id).outlets] == ["lienthong://warehouse/dossiers"]
+    assert sync.doc_md and sync.dag_id in sync.fileloc
+
+
 def test_only_dags_import_airflow():
     root = DAGS.parent
     for package in ("connectors", "transforms", "standards", "quality", "warehouse", "pipeline", "simulators"):
