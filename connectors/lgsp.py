@@ -40,7 +40,7 @@ XSD_PATH = standards.STANDARD_DIR / "xsd" / "lgsp_message.xsd"
 DOSSIER_FIELDS = (
     "MaHoSo", "MaTTHC", "TenTTHC", "DonViXuLy", "NoiNopHoSo", "KenhThucHien", "LoaiDoiTuong",
     "TrangThaiHoSo", "NgayTiepNhan", "NgayHenTra", "NgayKetThucXuLy", "NgayTra", "NgayCapNhat",
-    "TrichYeuHoSo", "ChuHoSo", "SoGiayToChuHoSo",
+    "TrichYeuHoSo", "ChuHoSo", "SoGiayToChuHoSo", "DuocThanhToanTrucTuyen", "LePhi",
 )
 _NS = f"{{{LGSP_NS}}}"
 _HEADER, _DOSSIER = f"{_NS}Header", f"{_NS}Dossier"

@@ -35,14 +35,15 @@ __all__ = [
 
 MAPPING_DIR = Path(__file__).with_name("mappings")
 
-# Portal (INTERFACES §1) fields a mapping may fill from a source column.
+# Portal (INTERFACES §1) fields a mapping may fill from a source column; `LePhi` is the fees in
+# total, for a source that keeps no list of them (the portal's DanhSachLePhi).
 DOSSIER_FIELDS = (
     "MaHoSo", "MaTTHC", "TenTTHC", "MaLinhVuc", "TenLinhVuc", "SoBienNhan", "ChuHoSo",
     "LoaiDoiTuong", "MaDoiTuong", "ThongTinKhac", "Email", "Fax", "SoDienThoai", "TrichYeuHoSo",
     "NgayTiepNhan", "NgayHenTra", "TrangThaiHoSo", "NgayTra", "ThongTinTra", "HinhThuc",
     "NgayKetThucXuLy", "DonViXuLy", "GhiChu", "KenhThucHien", "SoGiayToChuHoSo", "NoiNopHoSo",
     "HoSoCoThanhPhanSoHoa", "TaiKhoanDuocXacThucVoiVNeID", "DuocThanhToanTrucTuyen", "NgayTuChoi",
-    "NgayNopHoSo", "NgayCapNhat",
+    "NgayNopHoSo", "NgayCapNhat", "LePhi",
 )  # fmt: skip
 STEP_FIELDS = ("ThoiDiemXuLy", "TrangThai", "NoiDungXuLy", "NguoiXuLy", "ChucDanh", "PhongBanXuLy")
 PROCEDURE_FIELDS = (

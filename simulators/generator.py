@@ -21,6 +21,7 @@ import standards
 __all__ = [
     "CUTOFF",
     "DEFECTS",
+    "fee_total",
     "generate_province",
     "load_records",
     "level_on",
@@ -193,6 +194,13 @@ def load_records(path: Path | str) -> Iterator[dict[str, Any]]:
         for line in f:
             if line.strip():
                 yield json.loads(line)
+
+
+def fee_total(items: object) -> int | None:
+    """The sum of a `DanhSachLePhi` list in VND; None when it lists no fee."""
+    if not isinstance(items, list) or not items:
+        return None
+    return sum(int(float(str(item.get("Gia") or 0))) for item in items)
 
 
 def level_on(levels: Iterable[dict[str, str]], day: date) -> int | None:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from lxml import etree
 
+from simulators.generator import fee_total
 from simulators.loopback import LoopbackHandler, LoopbackServer
 from transforms.timefmt import LOCAL_TZ
 
@@ -35,7 +36,7 @@ LGSP_NS = "urn:lienthong:lgsp:v1"
 DOSSIER_FIELDS = (
     "MaHoSo", "MaTTHC", "TenTTHC", "DonViXuLy", "NoiNopHoSo", "KenhThucHien", "LoaiDoiTuong",
     "TrangThaiHoSo", "NgayTiepNhan", "NgayHenTra", "NgayKetThucXuLy", "NgayTra", "NgayCapNhat",
-    "TrichYeuHoSo", "ChuHoSo", "SoGiayToChuHoSo",
+    "TrichYeuHoSo", "ChuHoSo", "SoGiayToChuHoSo", "DuocThanhToanTrucTuyen", "LePhi",
 )
 # Fields the schema requires: written even when empty (so the schema, not the builder, judges).
 REQUIRED_FIELDS = frozenset(
@@ -78,8 +79,10 @@ def build_message(
     body = etree.SubElement(root, _q("Body"))
     for record in dossiers:
         dossier = etree.SubElement(body, _q("Dossier"))
+        # LePhi: the portal's fee list (DanhSachLePhi) in total, unless the record gives it
+        values = {"LePhi": fee_total(record.get("DanhSachLePhi")), **record}
         for field in DOSSIER_FIELDS:
-            value = record.get(field)
+            value = values.get(field)
             text = "" if value is None else str(value)
             if text or field in REQUIRED_FIELDS:
                 etree.SubElement(dossier, _q(field)).text = text

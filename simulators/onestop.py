@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.onestop import MAPPING_DIR
+from simulators.generator import fee_total
 
 __all__ = ["VARIANTS", "create_onestop_database", "mapping_path"]
 
@@ -148,6 +149,7 @@ def _build_a(
         sa.Column("loai_doi_tuong", _s(64)), sa.Column("trang_thai", _s(64)),
         sa.Column("ten_chu_ho_so", _s()), sa.Column("so_cmnd_cccd", _s(32)),
         sa.Column("dien_thoai", _s(32)), sa.Column("email", _s()), sa.Column("trich_yeu", sa.Text),
+        sa.Column("le_phi", sa.Numeric(14, 0)), sa.Column("thanh_toan_tt", sa.SmallInteger),
         *(sa.Column(name, sa.DateTime) for name in (
             "ngay_nop", "ngay_nhan", "ngay_hen_tra", "ngay_tu_choi", "ngay_xu_ly_xong", "ngay_tra_kq")),
         sa.Column("ngay_cap_nhat", sa.DateTime, nullable=False, index=True),
@@ -185,6 +187,7 @@ def _build_a(
             "ten_chu_ho_so": d.get("ChuHoSo"), "so_cmnd_cccd": d.get("SoGiayToChuHoSo"),
             "dien_thoai": d.get("SoDienThoai"), "email": d.get("Email"),
             "trich_yeu": d.get("TrichYeuHoSo"), "ngay_nop": _time(d.get("NgayNopHoSo")),
+            "le_phi": fee_total(d.get("DanhSachLePhi")), "thanh_toan_tt": _int(d.get("DuocThanhToanTrucTuyen")),
             "ngay_nhan": _time(d.get("NgayTiepNhan")), "ngay_hen_tra": _time(d.get("NgayHenTra")),
             "ngay_tu_choi": _time(d.get("NgayTuChoi")),
             "ngay_xu_ly_xong": _time(d.get("NgayKetThucXuLy")),
@@ -219,7 +222,7 @@ def _build_b(
         sa.Column("proc_name", sa.Text), sa.Column("commune", _s(16)),
         sa.Column("channel", _s(16)), sa.Column("applicant_kind", _s(16)),
         sa.Column("status", _s(16)), sa.Column("applicant", _s()), sa.Column("id_no", _s(32)),
-        sa.Column("summary", sa.Text),
+        sa.Column("summary", sa.Text), sa.Column("fee_total", sa.Numeric(14, 0)), sa.Column("paid_online", _s(4)),
         *(sa.Column(name, _s(19)) for name in ("received_at", "due_at", "finished_at", "returned_at")),
         sa.Column("modified_at", _s(19), nullable=False, index=True),
     )  # fmt: skip
@@ -258,6 +261,7 @@ def _build_b(
             "applicant_kind": _label(_B_APPLICANT, d.get("LoaiDoiTuong")),
             "status": _label(_B_STATUS, d.get("TrangThaiHoSo")), "applicant": d.get("ChuHoSo"),
             "id_no": d.get("SoGiayToChuHoSo"), "summary": d.get("TrichYeuHoSo"),
+            "fee_total": fee_total(d.get("DanhSachLePhi")), "paid_online": d.get("DuocThanhToanTrucTuyen") or None,
             "received_at": _time_text(d.get("NgayTiepNhan")), "due_at": _time_text(d.get("NgayHenTra")),
             "finished_at": _time_text(d.get("NgayKetThucXuLy")),
             "returned_at": _time_text(d.get("NgayTra")), "modified_at": _time_text(d.get("NgayCapNhat")),

@@ -79,9 +79,14 @@ def _code(record: dict[str, Any], field: str, column: str, errors: list[str]) ->
     return value
 
 
-def _fee(items: object) -> float | None:
+def _fee(items: object, total_text: object = None) -> float | None:
+    """The total of `DanhSachLePhi`; a source without the list may give the total as `LePhi` text."""
     if not isinstance(items, list) or not items:
-        return None
+        text = str(total_text or "").strip().replace(",", "")
+        try:
+            return float(text) if text else None
+        except ValueError:
+            return None  # left to the raw payload: the standard has no rule on a fee's spelling
     total = 0.0
     for item in items:
         try:
@@ -123,7 +128,7 @@ def dossier_to_standard(record: dict[str, Any], *, key: bytes, row: int,
         "applicant_id_hash": identity.hash if identity.valid else None,
         "applicant_id_type": identity.id_type,
         **times,
-        "fee": _fee(record.get("DanhSachLePhi")),
+        "fee": _fee(record.get("DanhSachLePhi"), record.get("LePhi")),
         "source_system": source_system,
         "source_record_id": raw_key or None,
         "received_date": local_date(times["received_at"]),

@@ -18,7 +18,7 @@ from connectors.onestop import (
     to_sqlalchemy_url,
 )
 from connectors.settings import ConnectionSettings
-from simulators.generator import generate_province, load_records
+from simulators.generator import fee_total, generate_province, load_records
 from simulators.onestop import create_onestop_database, mapping_path
 from transforms.portal import dossiers_to_frames
 from transforms.timefmt import parse_portal_time
@@ -63,6 +63,9 @@ def project(record: dict, mapping: OneStopMapping, table: str = "dossiers") -> d
     fields = set(tm.columns) | {"NgayCapNhat"}
     fields |= {"DonViXuLy"} if table == "dossiers" else {"MaCoQuanThucHien"}
     out = {f: record.get(f, "") for f in fields}
+    if "LePhi" in fields:  # the fee list in total
+        total = fee_total(record.get("DanhSachLePhi"))
+        out["LePhi"] = "" if total is None else str(total)
     if table == "procedures":
         out["MaCoQuanThucHien"] = mapping.agency_code
     if table == "dossiers" and mapping.history is not None:
