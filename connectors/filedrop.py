@@ -488,7 +488,7 @@ def _justice_dossier(row: dict[str, str]) -> dict[str, Any]:
     record["DanhSachLePhi"] = (
         [{"TenPhiLePhi": "Lệ phí", "MaPhiLePhi": "", "HinhThucThu": "", "Gia": fee,
           "LoaiPhiLePhi": ""}]
-        if fee not in ("", "0") else []
+        if fee != "" else []
     )
     record["DonViXuLy"] = JUSTICE_AGENCY
     return record

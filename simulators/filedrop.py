@@ -19,6 +19,7 @@ from connectors.filedrop import (
     REPORT_HEADERS,
     SCOPE_NAMES,
 )
+from simulators.generator import fee_total
 from transforms.legacy_encoding import encode_legacy
 
 __all__ = [
@@ -169,7 +170,8 @@ def write_justice_csv(path: Path | str, dossiers: Iterable[Mapping[str, Any]], e
             for field in JUSTICE_COLUMNS.values():
                 value = dossier.get(field, "")
                 if field == "DanhSachLePhi":
-                    value = _fee_text(value)
+                    total = fee_total(value)  # "" when no fee is listed, "0" for a free one
+                    value = "" if total is None else str(total)
                 elif field in JUSTICE_DATE_FIELDS:
                     value = _to_vn_date(str(value))
                 values.append(str(value))
@@ -192,10 +194,3 @@ def _to_vn_date(text: str) -> str:
     if moment.time() == datetime.min.time():
         return moment.strftime("%d/%m/%Y")
     return moment.strftime("%d/%m/%Y %H:%M:%S")
-
-
-def _fee_text(items: object) -> str:
-    if not isinstance(items, list) or not items:
-        return "0"
-    total = sum(int(float(str(item.get("Gia", "0") or "0"))) for item in items)
-    return str(total)
