@@ -207,6 +207,23 @@ def test_missing_drop_folder_is_one_error_line(sqlite_url, tmp_path, monkeypatch
                    "(connection file_drop, e.g. AIRFLOW_CONN_FILE_DROP=file:///srv/drop)"]
 
 
+def test_a_failed_batch_leaves_its_files_in_the_drop_folder(sqlite_url, drop_province, tmp_path, monkeypatch,
+                                                            capsys):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    write_justice_csv(drop / "tuphap_2017-05.csv", drop_province["justice"], encoding="vni")
+    monkeypatch.setenv("WAREHOUSE_URL", sqlite_url)
+    monkeypatch.setenv("LIENTHONG_PSEUDONYM_KEY", TEST_KEY)
+    monkeypatch.setenv("AIRFLOW_CONN_FILE_DROP", drop.as_uri())
+
+    # an empty catalogue: every dossier fails procedure_code.in_catalogue, over the threshold
+    assert main(["sync", "files", "--stream", "justice_csv"]) == 1
+    assert "failed quality" in capsys.readouterr().err
+    assert sorted(p.name for p in drop.iterdir()) == ["tuphap_2017-05.csv"]  # not archived
+    assert _query(sqlite_url, "SELECT status FROM ops_batch") == [("failed",)]
+    assert _query(sqlite_url, "SELECT count(*) FROM fact_dossier") == [(0,)]
+
+
 def test_a_file_connection_names_a_local_folder():
     from connectors.settings import connection_from_uri
 
@@ -224,3 +241,15 @@ def test_service_stat_schema_is_valid_json_schema():
     schema = standards.load_schema("service_stat")
     Draft202012Validator.check_schema(schema)
     assert set(schema["x-key"]) <= set(schema["required"]) <= set(schema["properties"])
+
+
+def test_the_sensor_sees_only_the_files_the_sync_reads(tmp_path):
+    from connectors.settings import connection_from_uri
+    from pipeline.tasks import drop_files_waiting
+
+    connection = connection_from_uri(tmp_path.as_uri())
+    assert drop_files_waiting(connection) == []
+    for name in ("tuphap_2017.CSV", "baocao_08707_2017-05.xlsx", "catalogue_2017.xlsx", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "archive").mkdir()
+    assert drop_files_waiting(connection) == ["baocao_08707_2017-05.xlsx", "tuphap_2017.CSV"]
