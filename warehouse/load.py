@@ -104,7 +104,9 @@ class BatchWriter:
     greatest `_row`), upserts into the fact or dimension without ever replacing a newer row by an
     older one nor a dossier by a lower-ranked source's version (SOURCE_PRECEDENCE,
     docs/reconciliation.md), replaces the dossiers' events or the procedures' level history,
-    writes the manifest and advances the sync state.
+    writes the manifest and advances the sync state. A `service_stat` batch (communes' monthly
+    reports) keeps the last row read per (commune, month, procedure) and replaces every loaded row
+    of each commune-month it brings: the latest report wins whole.
     Anything raised inside the `with` rolls all of it back and records the batch as failed.
     Re-running a batch id replaces its manifest and quarantine rows: loads are idempotent.
     """
