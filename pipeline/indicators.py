@@ -200,7 +200,7 @@ def reconciliation_gaps(conn: sa.Connection) -> list[IndicatorValue]:
 
     value = reported − counted; group_code = the procedure; dimension = "<commune code>/<measure>";
     agency_code = the commune's People's Committee (level-3 agency of that admin unit) or None;
-    `detail` carries commune_code, procedure_code, measure, reported and counted. A procedure
+    `detail` carries commune_code, month, procedure_code, measure, reported and counted. A procedure
     reported without dossiers, or with dossiers but missing from the report, counts 0 on the
     side that lacks it. A commune-month whose report agrees gives no row.
     """
@@ -230,7 +230,7 @@ def reconciliation_gaps(conn: sa.Connection) -> list[IndicatorValue]:
             out.append(IndicatorValue(
                 "reconciliation_gap", row["month"], agencies.get(commune), got - want, "dossiers",
                 group_code=row["procedure_code"], dimension=f"{commune}/{measure}",
-                detail={"commune_code": commune, "procedure_code": row["procedure_code"],
+                detail={"commune_code": commune, "month": row["month"], "procedure_code": row["procedure_code"],
                         "measure": measure, "reported": got, "counted": want}))
     return out
 

@@ -102,7 +102,7 @@ def _gaps(capsys) -> set[tuple]:
     assert main(["report", "--format", "json", "--indicator", "reconciliation_gap"]) == 0
     rows = json.loads(capsys.readouterr().out)
     for row in rows:
-        assert row["dimension"] == f"{row['commune_code']}/{row['measure']}"
+        assert row["dimension"] == f"{row['commune_code']}/{row['measure']}" and row["month"] == row["period"]
         assert row["group_code"] == row["procedure_code"]
         assert row["value"] == row["reported"] - row["counted"]
     return {(r["commune_code"], r["period"], r["procedure_code"], r["measure"], r["reported"], r["counted"])
