@@ -220,6 +220,14 @@ class FileDropConnector(Connector):
             log.info("%s: archived %s as %s", self.source, path.name, target.name)
         return moved
 
+    def reports_read(self) -> list[tuple[str, str, str]]:
+        """(commune code, month, file name) of the commune reports read and not yet archived.
+
+        A report with no procedure row yields no record; this still says it was sent.
+        """
+        return [(match["commune"], match["month"], path.name) for path in self._pending
+                if (match := _REPORT_NAME.match(path.name))]
+
     # -- files -------------------------------------------------------------------------------
 
     def _files(self, stream: str) -> list[Path]:

@@ -189,7 +189,7 @@ SELECT f.admin_unit_code AS commune_code, f.received_month AS month, f.procedure
 FROM fact_dossier f
 JOIN dim_dossier_status s ON s.code = f.status
 WHERE s.is_received
-  AND EXISTS (SELECT 1 FROM fact_service_stat r
+  AND EXISTS (SELECT 1 FROM fact_service_report r
               WHERE r.commune_code = f.admin_unit_code AND r.month = f.received_month)
 GROUP BY f.admin_unit_code, f.received_month, f.procedure_code
 """
@@ -205,14 +205,14 @@ def reconciliation_gaps(conn: sa.Connection) -> list[IndicatorValue]:
     side that lacks it. A commune-month whose report agrees gives no row.
     """
     keys = ["commune_code", "month", "procedure_code"]
-    if not sa.inspect(conn).has_table("fact_service_stat"):  # a warehouse not yet at 0003
+    if not sa.inspect(conn).has_table("fact_service_report"):  # a warehouse not yet at 0003
         return []
     reported = pd.read_sql(sa.text(
         "SELECT commune_code, month, procedure_code, " + ", ".join(REPORT_MEASURES)
         + " FROM fact_service_stat"), conn)
-    if reported.empty:
-        return []
     counted = pd.read_sql(sa.text(_COUNTED_SQL), conn)
+    if reported.empty and counted.empty:
+        return []
     both = reported.merge(counted, on=keys, how="outer", suffixes=("_reported", "_counted"))
     agencies = dict(conn.execute(sa.text(
         "SELECT admin_unit_code, min(agency_code) FROM dim_agency WHERE level = 3 "

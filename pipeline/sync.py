@@ -302,6 +302,8 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
                      source, stream, rows_read, len(checked.bad))
             if progress:
                 progress(f"{source}.{stream} rows", rows_read, None)
+        if plan.entity == "service_stat":  # every report read replaces its commune-month, even empty
+            writer.add_reports(connector.reports_read())
         refused = getattr(connector, "refused", [])
         if refused:
             writer.add(None, _refused_frame(refused, rows_read), None)

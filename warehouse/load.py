@@ -26,6 +26,7 @@ from warehouse.schema import (
     dim_procedure_level,
     fact_dossier_event,
     fact_dossier_source,
+    fact_service_report,
     fact_service_stat,
     ops_batch,
     ops_quarantine,
@@ -135,6 +136,7 @@ class BatchWriter:
         self._bad = 0
         self._event_ord = 0
         self._next_row = 0
+        self._reports: dict[tuple[str, str], str | None] = {}  # service_stat: (commune, month) → file
 
     # ── context manager ──────────────────────────────────────────────────────────────────────
 
@@ -190,6 +192,19 @@ class BatchWriter:
             self._quarantine(conn, bad_frame)
         if events_frame is not None and len(events_frame):
             self._stage_events(conn, events_frame)
+
+    def add_reports(self, reports: Iterable[tuple[str, str, str | None]]) -> None:
+        """Declare the reports this service_stat batch read: (commune_code, month, source file).
+
+        Each one replaces the commune-month's loaded report at commit, even when none of its rows
+        is good (an empty report says "no dossiers"; a wholly quarantined one is still the latest).
+        Commune-months of the good rows staged are reports of the batch too.
+        """
+        self._open_connection()
+        if self.entity != "service_stat":
+            raise ValueError(f"reports belong to service_stat batches, not to {self.entity} batches")
+        for commune, month, source_file in reports:
+            self._reports[(commune, month)] = source_file
 
     def _rows_of(self, frame: pd.DataFrame) -> list[int]:
         if "_row" in frame.columns:
@@ -372,12 +387,26 @@ class BatchWriter:
     def _replace_reports(self, conn: sa.Connection, now: datetime) -> None:
         """Replace every loaded row of each commune-month this batch reports (the latest report wins).
 
-        A re-sent report replaces the earlier one whole: a procedure it no longer lists is gone.
+        A re-sent report replaces the earlier one whole: a procedure it no longer lists is gone,
+        and an empty report leaves the commune-month with no row (but a fact_service_report row).
         """
-        main, target = self._staging.main, fact_service_stat
-        reported = sa.exists().where(main.c.commune_code == target.c.commune_code,
-                                     main.c.month == target.c.month)
-        conn.execute(sa.delete(target).where(reported))
+        main, target, report = self._staging.main, fact_service_stat, fact_service_report
+        staged = conn.execute(sa.select(main.c.commune_code, main.c.month, sa.func.max(main.c.source_file))
+                              .group_by(main.c.commune_code, main.c.month)).all()
+        reports = {(commune, month): source_file for commune, month, source_file in staged}
+        reports.update(self._reports)
+        if reports:
+            keys = [{"c": commune, "m": month} for commune, month in reports]
+            conn.execute(sa.delete(report).where(report.c.commune_code == sa.bindparam("c"),
+                                                 report.c.month == sa.bindparam("m")), keys)
+            conn.execute(sa.insert(report), [
+                {"commune_code": commune, "month": month, "source_file": source_file,
+                 "batch_id": self.batch_id, "loaded_at": now}
+                for (commune, month), source_file in sorted(reports.items())])
+        ours = sa.exists().where(report.c.batch_id == self.batch_id,
+                                 report.c.commune_code == target.c.commune_code,
+                                 report.c.month == target.c.month)
+        conn.execute(sa.delete(target).where(ours))
         names = [c.name for c in target.columns if c.name not in LOADER_COLUMNS]
         select = sa.select(*(main.c[name] for name in names),
                            sa.literal(self.batch_id, sa.String()), sa.literal(now, UtcDateTime()))

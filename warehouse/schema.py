@@ -239,6 +239,17 @@ fact_service_stat = sa.Table(
             "the earlier one's rows",
 )
 
+fact_service_report = sa.Table(
+    "fact_service_report", metadata,
+    sa.Column("commune_code", UNIT_CODE, primary_key=True),
+    sa.Column("month", MONTH, primary_key=True),
+    sa.Column("source_file", sa.Text),
+    sa.Column("batch_id", BATCH_ID, nullable=False),
+    sa.Column("loaded_at", UtcDateTime, nullable=False),
+    comment="One row per commune-month whose report is loaded (even a report with no procedure "
+            "row): the commune-months reconciled with the dossiers",
+)
+
 # ── operations ──────────────────────────────────────────────────────────────────────────────────
 
 BATCH_STATUSES = ("running", "loaded", "failed")

@@ -90,7 +90,12 @@ def _plant_reports(drop: Path, dossiers: list[dict], spare: str) -> set[tuple]:
     left_out = reports[COMMUNES[2], MONTHS[1]].pop(0)
     planted |= {(COMMUNES[2], MONTHS[1], left_out["procedure_code"], measure, 0, left_out[measure])
                 for measure in ("received", "online", "on_time", "late", "pending") if left_out[measure]}
-    # 4. a row that breaks a rule (online > received): quarantined, so it shows no gap
+    # 4. an empty report (no procedure row) for a commune-month that has dossiers
+    emptied = reports[COMMUNES[1], MONTHS[1]]
+    planted |= {(COMMUNES[1], MONTHS[1], row["procedure_code"], measure, 0, row[measure])
+                for row in emptied for measure in ("received", "online", "on_time", "late", "pending") if row[measure]}
+    emptied.clear()
+    # 5. a row that breaks a rule (online > received): quarantined, so it shows no gap
     reports[COMMUNES[2], MONTHS[0]].append({"procedure_code": spare, "received": 1, "online": 5,
                                             "on_time": 0, "late": 0, "pending": 1})
     for (commune, month), rows in reports.items():

@@ -1,4 +1,4 @@
-"""Communes' monthly reports: fact_service_stat, one row per commune, month and procedure.
+"""Communes' monthly reports: fact_service_stat (per commune, month, procedure), fact_service_report.
 
 Revision ID: 0003
 Revises: 0002
@@ -44,8 +44,22 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_fact_service_stat_month", "fact_service_stat", ["month"], unique=False)
+    op.create_table(
+        "fact_service_report",
+        sa.Column("commune_code", sa.String(length=5), nullable=False),
+        sa.Column("month", sa.String(length=7), nullable=False),
+        sa.Column("source_file", sa.Text(), nullable=True),
+        sa.Column("batch_id", sa.String(length=64), nullable=False),
+        sa.Column("loaded_at", UTC_DATETIME, nullable=False),
+        sa.PrimaryKeyConstraint("commune_code", "month", name=op.f("pk_fact_service_report")),
+        comment=(
+            "One row per commune-month whose report is loaded (even a report with no procedure "
+            "row): the commune-months reconciled with the dossiers"
+        ),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("fact_service_report")
     op.drop_index("ix_fact_service_stat_month", table_name="fact_service_stat")
     op.drop_table("fact_service_stat")
