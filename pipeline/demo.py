@@ -1,4 +1,4 @@
-"""`lienthong demo`: a seeded province behind a simulated national portal, synced through Airflow, reported."""
+"""`lienthong demo`: a seeded province behind every simulated source, synced through Airflow, reported."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ REPO = Path(__file__).resolve().parent.parent
 VAR = REPO / "var"
 # The article's period: the whole history up to the end of August 2017, as one backfill window.
 DEMO_WINDOW = {"start": "2000-01-01T00:00:00+07:00", "end": "2017-09-01T00:00:00+07:00"}
+ONESTOP_CONNECTIONS = ("onestop_doj", "onestop_dpi")  # the two agencies' one-stop-shop databases
+# The DAGs in the order the demo runs them; `--conf` of the windowed ones is DEMO_WINDOW.
+DEMO_DAGS = (("sync_national_portal", True), ("sync_one_stop", True), ("sync_lgsp", False),
+             ("sync_files", False), ("refresh_marts", False))
 _PROGRESS = re.compile(r"\[lienthong\] (.*?)(?:\s+\[lienthong[\w.]*\].*)?$")
 _FINISHED = re.compile(r"DagRun Finished: dag_id=(\w+).*?state=(\w+)")
 
@@ -26,21 +30,57 @@ def _say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def _airflow_env(portal_url: str, warehouse: str, var_dir: Path) -> dict[str, str]:
-    from urllib.parse import urlsplit
+def source_uris(sources_dir: Path, portal_url: str, lgsp_url: str) -> dict[str, str]:
+    """Connection id → URI of every simulated source (`AIRFLOW_CONN_<ID>` values)."""
+    onestop = sources_dir / "onestop"
+    return {
+        "national_portal": portal_url.replace("http://", "http://demo:demo@", 1),
+        "onestop_doj": f"sqlite:///{onestop / 'doj.sqlite'}?mapping=onestop_variant_a",
+        "onestop_dpi": f"sqlite:///{onestop / 'dpi.sqlite'}?mapping=onestop_variant_b",
+        "lgsp": lgsp_url,
+        "file_drop": f"file://{sources_dir / 'drop'}",
+    }
 
-    parts = urlsplit(portal_url)
+
+# The sources in load order (the portal's catalogue first: dossiers are checked against it), each
+# with the connection ids it is read through.
+SOURCE_ORDER = (
+    ("national_portal", ("national_portal",)),
+    ("one_stop", ONESTOP_CONNECTIONS),
+    ("lgsp", ("lgsp",)),
+    ("file_drop", ("file_drop",)),
+)
+
+
+def sync_all_sources(uris: dict[str, str], engine, settings, window, progress=None) -> list:
+    """Every source through `pipeline.sync.sync_source` in `SOURCE_ORDER`; the outcomes.
+
+    `window` bounds the windowed sources (portal, one-stop); the others read what is new.
+    """
+    from connectors.settings import connection_from_uri
+    from pipeline.sync import sync_source
+
+    outcomes = []
+    for source, conn_ids in SOURCE_ORDER:
+        for conn_id in conn_ids:
+            outcomes += sync_source(source, engine=engine, connection=connection_from_uri(uris[conn_id]),
+                                    settings=settings, window=window, progress=progress)
+    return outcomes
+
+
+def _airflow_env(uris: dict[str, str], warehouse: str, var_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(var_dir / "airflow")),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW_CONN_NATIONAL_PORTAL": f"http://demo:demo@{parts.hostname}:{parts.port}",
+        "LIENTHONG_ONESTOP_CONNECTIONS": ",".join(ONESTOP_CONNECTIONS),
         "WAREHOUSE_URL": warehouse,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "GX_ANALYTICS_ENABLED": "false",
     })
+    env.update({f"AIRFLOW_CONN_{conn_id.upper()}": uri for conn_id, uri in uris.items()})
     return env
 
 
@@ -70,13 +110,15 @@ def _run_airflow(args: list[str], env: dict[str, str], log_path: Path, expect_da
 
 def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: bool = True,
              var_dir: Path = VAR) -> int:
-    """Generate the province, serve it as the portal, run both DAGs, print the report."""
+    """Generate the province, serve every source, run the DAGs, print the report."""
     from sqlalchemy.engine import make_url
 
     from pipeline.report import render_report
     from pipeline.settings import DEMO_PSEUDONYM_KEY
     from simulators.generator import generate_province
+    from simulators.lgsp import LgspSimulator
     from simulators.portal import PortalSimulator
+    from simulators.province import build_sources, lgsp_messages
     from warehouse.db import upgrade, warehouse_url
 
     if not os.environ.get("LIENTHONG_PSEUDONYM_KEY"):
@@ -92,31 +134,50 @@ def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: boo
     truth = generate_province(sim_dir, seed=seed, filler_dossiers=filler_dossiers)
     _say(f"  {truth['procedures']['records']:,} procedures, {truth['dossiers']['records_served']:,} "
          f"dossier records with planted defects (ground truth: {sim_dir / 'ground_truth.json'})")
+    sources_dir = sim_dir / "sources"
+    sources = build_sources(sim_dir, sources_dir, seed=seed)
+    records = sources["records"]
+    _say(f"  split over the sources in {sources_dir}: portal {records['national_portal']:,}, "
+         f"one-stop databases {records['one_stop:000.00.03.H62']:,} + {records['one_stop:000.00.04.H62']:,}, "
+         f"LGSP {records['lgsp']:,} in {sources['lgsp_messages']} messages, Justice CSV "
+         f"{sum(records['file_drop.justice_csv'].values()):,}, {sources['reconciliation']['reports']} commune "
+         f"reports; {len(sources['cross_source_duplicates'])} cross-source duplicates and "
+         f"{len(sources['reconciliation']['planted'])} report mismatches planted")
     _say(f"warehouse: {shown} — migrating")
     upgrade(warehouse)
 
-    with PortalSimulator(data_dir=sim_dir, username="demo", password="demo") as portal:
-        _say(f"national portal simulator listening on {portal.url}")
+    with (PortalSimulator(data_dir=sources_dir / "portal", username="demo", password="demo") as portal,
+          LgspSimulator(lgsp_messages(sources_dir)) as lgsp):
+        _say(f"national portal simulator on {portal.url}, LGSP simulator on {lgsp.url}")
+        uris = source_uris(sources_dir, portal.url, lgsp.url)
         if use_airflow:
-            env = _airflow_env(portal.url, warehouse, var_dir)
+            env = _airflow_env(uris, warehouse, var_dir)
             logs = var_dir / "logs"
             _say(f"Airflow (AIRFLOW_HOME={env['AIRFLOW_HOME']}): migrating its metadata database")
             _run_airflow(["db", "migrate"], env, logs / "airflow-db-migrate.log")
-            _say("airflow dags test sync_national_portal (backfill "
-                 f"{DEMO_WINDOW['start'][:10]} → {DEMO_WINDOW['end'][:10]})")
-            _run_airflow(["dags", "test", "sync_national_portal", "--conf", json.dumps(DEMO_WINDOW)],
-                         env, logs / "sync_national_portal.log", expect_dag="sync_national_portal")
-            _say("airflow dags test refresh_marts")
-            _run_airflow(["dags", "test", "refresh_marts"], env, logs / "refresh_marts.log",
-                         expect_dag="refresh_marts")
+            _run_airflow(["pools", "set", "one_stop_databases", "2", "one-stop-shop databases"], env,
+                         logs / "airflow-pools.log")
+            for dag_id, windowed in DEMO_DAGS:
+                args = ["dags", "test", dag_id]
+                if windowed:
+                    args += ["--conf", json.dumps(DEMO_WINDOW)]
+                    _say(f"airflow dags test {dag_id} (backfill {DEMO_WINDOW['start'][:10]} → "
+                         f"{DEMO_WINDOW['end'][:10]})")
+                else:
+                    _say(f"airflow dags test {dag_id}")
+                _run_airflow(args, env, logs / f"{dag_id}.log", expect_dag=dag_id)
         else:
-            from connectors.settings import connection_from_uri
-            from pipeline.tasks import run_refresh_marts, run_sync
+            from pipeline.settings import PipelineSettings
+            from pipeline.tasks import parse_window, run_refresh_marts
+            from warehouse.db import create_engine
 
-            connection = connection_from_uri(portal.url.replace("http://", "http://demo:demo@"))
-            for stream in ("procedures", "dossiers"):
-                summary = run_sync("national_portal", stream, connection, **DEMO_WINDOW)
-                _say(f"  {stream}: {summary}")
+            engine = create_engine(warehouse)
+            try:
+                for outcome in sync_all_sources(uris, engine, PipelineSettings(),
+                                                parse_window(DEMO_WINDOW["start"], DEMO_WINDOW["end"])):
+                    _say(f"  {outcome.summary()}")
+            finally:
+                engine.dispose()
             run_refresh_marts()
 
     _say(f"done in {time.monotonic() - started:.0f} s; the report:")
