@@ -75,6 +75,42 @@ def run_sync(url: str, portal, *, window: Window | None = FULL_WINDOW, until=Non
         engine.dispose()
 
 
+def split_sources(data_dir: Path, out_dir: Path, seed: int) -> tuple[Path, dict]:
+    """The province of `data_dir` split over every source (simulators/province.py), and its truth."""
+    from simulators.province import build_sources
+
+    build_sources(data_dir, out_dir, seed=seed)
+    return out_dir, json.loads((out_dir / "ground_truth.json").read_text(encoding="utf-8"))
+
+
+def run_sync_all_sources(url: str, sources_dir: Path, drop_dir: Path | None = None):
+    """Every source of `sources_dir` into `url` as the demo runs them, then the marts; the outcomes.
+
+    The file-drop connector archives what it reads: pass a copy of the drop folder as `drop_dir`
+    to keep `sources_dir` reusable.
+    """
+    from pipeline.demo import source_uris, sync_all_sources
+    from pipeline.indicators import refresh_marts
+    from simulators.lgsp import LgspSimulator
+    from simulators.portal import PortalSimulator
+    from simulators.province import lgsp_messages
+    from warehouse.db import create_engine, upgrade
+
+    upgrade(url)
+    engine = create_engine(url)
+    try:
+        with (PortalSimulator(data_dir=sources_dir / "portal") as portal,
+              LgspSimulator(lgsp_messages(sources_dir)) as lgsp):
+            uris = source_uris(sources_dir, portal.url, lgsp.url)
+            if drop_dir is not None:
+                uris["file_drop"] = f"file://{drop_dir}"
+            outcomes = sync_all_sources(uris, engine, settings(), FULL_WINDOW)
+        refresh_marts(engine)
+    finally:
+        engine.dispose()
+    return outcomes
+
+
 def table_counts(url: str) -> dict[str, int]:
     engine = sa.create_engine(url)
     try:

@@ -9,19 +9,14 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.cli import main
-from tests.pipeline.conftest import FULL_WINDOW, TEST_KEY, run_sync, settings, table_counts
+from tests.pipeline.conftest import TEST_KEY, run_sync, run_sync_all_sources, split_sources, table_counts
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def sources(province, tmp_path_factory):
-    """The test province split over its sources (simulators/province.py) and its ground truth."""
-    from simulators.province import build_sources
-
-    out = tmp_path_factory.mktemp("sources")
-    build_sources(province[0], out, seed=7)
-    return out, json.loads((out / "ground_truth.json").read_text(encoding="utf-8"))
+    return split_sources(province[0], tmp_path_factory.mktemp("sources"), seed=7)
 
 
 def _indicators(url: str) -> dict[tuple, float]:
@@ -59,27 +54,6 @@ def portal_only(province_records, tmp_path_factory) -> dict[tuple, float]:
     return _indicators(url)
 
 
-def _sync_everything(url: str, sources_dir, drop_dir):
-    from pipeline.demo import source_uris, sync_all_sources
-    from simulators.lgsp import LgspSimulator
-    from simulators.portal import PortalSimulator
-    from simulators.province import lgsp_messages
-    from warehouse.db import create_engine, upgrade
-
-    upgrade(url)
-    engine = create_engine(url)
-    try:
-        with (PortalSimulator(data_dir=sources_dir / "portal") as portal,
-              LgspSimulator(lgsp_messages(sources_dir)) as lgsp):
-            uris = source_uris(sources_dir, portal.url, lgsp.url)
-            uris["file_drop"] = f"file://{drop_dir}"
-            outcomes = sync_all_sources(uris, engine, settings(), FULL_WINDOW)
-    finally:
-        engine.dispose()
-    _refresh(url)
-    return outcomes
-
-
 def test_all_sources_give_the_portal_only_warehouse(warehouse_url, sources, portal_only, tmp_path, capsys,
                                                      monkeypatch):
     import shutil
@@ -87,7 +61,7 @@ def test_all_sources_give_the_portal_only_warehouse(warehouse_url, sources, port
     sources_dir, truth = sources
     drop = tmp_path / "drop"  # the connector archives what it reads: work on a copy of the drop
     shutil.copytree(sources_dir / "drop", drop)
-    outcomes = _sync_everything(warehouse_url, sources_dir, drop)
+    outcomes = run_sync_all_sources(warehouse_url, sources_dir, drop)
     by_source = {f"{o.source}.{o.stream}": o for o in outcomes}
     assert set(by_source) == {"national_portal.procedures", "national_portal.dossiers",
                               "one_stop:000.00.03.H62.dossiers", "one_stop:000.00.04.H62.dossiers",

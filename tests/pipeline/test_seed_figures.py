@@ -1,4 +1,4 @@
-"""The default demo data reproduce the seed article's figures through the report (SQLite and PostgreSQL)."""
+"""The demo data over every source, as `make demo` syncs them, give the seed figures (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.cli import main
-from tests.pipeline.conftest import TEST_KEY, run_sync, table_counts
+from tests.pipeline.conftest import TEST_KEY, run_sync_all_sources, split_sources, table_counts
 
 pytestmark = pytest.mark.slow
 
@@ -20,12 +20,9 @@ def demo_province(tmp_path_factory):
     return out, generate_province(out)  # the demo's defaults: seed 2017, 20,000 filler dossiers
 
 
-@pytest.fixture
-def demo_portal(demo_province):
-    from simulators.portal import PortalSimulator
-
-    with PortalSimulator(data_dir=demo_province[0], username="demo", password="demo") as sim:
-        yield sim
+@pytest.fixture(scope="module")
+def demo_sources(demo_province, tmp_path_factory):
+    return split_sources(demo_province[0], tmp_path_factory.mktemp("demo-sources"), seed=2017)
 
 
 def _report(capsys, monkeypatch, url, *args) -> list[dict]:
@@ -42,9 +39,13 @@ def _value(rows, indicator, period, *, group=None, dimension=None, agency=None):
     return found[0]
 
 
-def test_seed_figures_through_the_report(warehouse_url, demo_portal, demo_province, capsys, monkeypatch):
+def test_seed_figures_through_the_report(warehouse_url, demo_sources, demo_province, tmp_path, capsys, monkeypatch):
+    import shutil
+
     _, truth = demo_province
-    run_sync(warehouse_url, demo_portal)
+    sources_dir, _ = demo_sources
+    shutil.copytree(sources_dir / "drop", tmp_path / "drop")
+    run_sync_all_sources(warehouse_url, sources_dir, tmp_path / "drop")
     rows = _report(capsys, monkeypatch, warehouse_url, "--period", "2017-08-31")
 
     assert _value(rows, "procedures_total", "2017-08-31") == 1975
