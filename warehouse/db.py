@@ -17,7 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 
 import standards
-from warehouse.schema import CODELIST_TABLES, dim_dossier_status
+from warehouse.history import record_agency_history
+from warehouse.schema import CODELIST_TABLES, dim_agency_version, dim_dossier_status
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
@@ -123,11 +124,13 @@ def upgrade(target: str | URL | sa.Engine | None = None, revision: str = "head")
             engine.dispose()
 
 
-def seed_dimensions(connection: sa.Connection) -> None:
+def seed_dimensions(connection: sa.Connection, *, today: date | None = None) -> None:
     """Upsert the code-list dimensions, agencies and admin units from the standard.
 
     Rows already equal are not touched; rows no longer in the standard are kept (facts may
-    still refer to them).
+    still refer to them). The agencies' history (`dim_agency_version`) follows the code list:
+    a changed agency gets a new version, one gone from the list is closed on `today` (default:
+    the province's today; `warehouse/history.py`).
     """
     received = standards.status_groups()["received"]
     for name, table in CODELIST_TABLES.items():
@@ -136,6 +139,8 @@ def seed_dimensions(connection: sa.Connection) -> None:
             for row in rows:
                 row["is_received"] = row["code"] in received
         upsert_rows(connection, table, rows)
+    if sa.inspect(connection).has_table(dim_agency_version.name):  # not before revision 0004
+        record_agency_history(connection, standards.load_codelist("agencies"), today=today)
 
 
 def upsert_rows(connection: sa.Connection, table: sa.Table,

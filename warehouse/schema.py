@@ -114,6 +114,21 @@ dim_agency = sa.Table(
     comment="Agencies (Decision 20/2020, QCVN 102 codes)",
 )
 
+dim_agency_version = sa.Table(
+    "dim_agency_version", metadata,
+    sa.Column("agency_code", AGENCY_CODE, primary_key=True),
+    sa.Column("valid_from", sa.Date, primary_key=True),
+    sa.Column("valid_to", sa.Date),  # exclusive; NULL = still in force
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("name_en", sa.Text),
+    sa.Column("parent_code", AGENCY_CODE),
+    sa.Column("level", sa.SmallInteger, nullable=False),
+    sa.Column("admin_unit_code", UNIT_CODE),
+    sa.Column("is_current", sa.Boolean, nullable=False),
+    comment="SCD type 2 agencies (warehouse/history.py): a version holds on D if "
+            "valid_from <= D < coalesce(valid_to, ∞)",
+)
+
 dim_admin_unit = sa.Table(
     "dim_admin_unit", metadata,
     sa.Column("unit_code", UNIT_CODE, primary_key=True),

@@ -1,4 +1,4 @@
-"""Migrations: 0001 + 0002 + 0003 build exactly `schema.metadata`; upgrades are idempotent; downgrade empties."""
+"""Migrations: 0001 … 0004 build exactly `schema.metadata`; upgrades are idempotent; downgrade empties."""
 
 from __future__ import annotations
 
@@ -97,10 +97,10 @@ def test_downgrade_drops_every_table_and_view(warehouse_url):
 
 def test_upgrade_works_from_any_directory(warehouse_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == "0003"
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == "0004"
     upgrade(warehouse_url)
     engine = create_engine(warehouse_url)
     try:
-        assert _revision(engine) == "0003"
+        assert _revision(engine) == "0004"
     finally:
         engine.dispose()
