@@ -70,18 +70,24 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipeline.report import render_report
+    from pathlib import Path
 
-    text = render_report(fmt=args.format, indicator=args.indicator, period=args.period,
-                         agency=args.agency)
+    from pipeline.report import BINARY_FORMATS, render_report
+
+    if args.format in BINARY_FORMATS and not args.out:
+        raise ValueError(f"--format {args.format} writes a binary file: give it with --out FILE")
+    report = render_report(fmt=args.format, indicator=args.indicator, period=args.period, agency=args.agency,
+                           unit_scheme=args.unit_scheme, out=args.out)
     if args.out:
-        from pathlib import Path
-
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text, encoding="utf-8")
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(report, bytes):
+            out.write_bytes(report)
+        else:
+            out.write_text(report, encoding="utf-8")
         print(f"report written to {args.out}", file=sys.stderr)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(report if isinstance(report, str) else report.decode())
     return 0
 
 
@@ -173,11 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.set_defaults(func=cmd_sync)
 
     report = sub.add_parser("report", help="print the standard indicators")
-    report.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    report.add_argument("--format", choices=["table", "json", "csv", "xlsx", "html"], default="table",
+                        help="table (terminal), json, csv, xlsx (a workbook; needs --out), html (one offline page)")
     report.add_argument("--indicator", help="one indicator id (see `lienthong report --format json`)")
     report.add_argument("--period", help="YYYY, YYYY-MM, or YYYY-MM-DD (the as-of date of catalogue indicators)")
     report.add_argument("--agency", help="an agency code, or 'province' for the whole province")
-    report.add_argument("--out", help="write to this file instead of standard output")
+    report.add_argument("--unit-scheme", choices=["legacy", "2025"], default="legacy",
+                        help="communes as before the 1 July 2025 merger (legacy) or merged into their successors")
+    report.add_argument("--out", help="write to this file instead of standard output (parent folders are created)")
     report.set_defaults(func=cmd_report)
 
     db = sub.add_parser("db", help="warehouse schema")
