@@ -53,10 +53,20 @@ class SyncOutcome:
                 f"({self.rows_deduplicated} duplicates merged), quarantined {self.rows_quarantined}"
                 + (f" [{rules}]" if rules else ""))
         if self.files:
-            listed = "; ".join(f"{what} {len(names)}" + (f" ({', '.join(names)})" if names else "")
-                               for what, names in self.files.items())
+            # every rejected file is named with its reason; loaded and skipped ones only in part
+            listed = "; ".join(
+                f"{what} {len(names)}"
+                + (f" ({', '.join(names) if what == 'rejected' else _some(names)})" if names else "")
+                for what, names in self.files.items())
             return f"{text}; files {listed}"
         return text + f"; window {self.window.start:%Y-%m-%d %H:%M} → {self.window.end:%Y-%m-%d %H:%M}"
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    """The first few of a list of file names, and how many more, for one summary line."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return ", ".join(names[:shown]) + f", … and {len(names) - shown} more"
 
 
 @dataclass(frozen=True)
