@@ -14,6 +14,7 @@ import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 import standards
+from quality import datadocs
 from quality.suites import build_suite, is_nested, rule_of, schema_types
 
 ROW = "_row"
@@ -79,6 +80,8 @@ class QualityGate:
             "whole_chunk"
         )
         self.suite = self._context.suites.add(self.suite)
+        # LIENTHONG_DATA_DOCS=1: every chunk's result is kept for Data Docs (quality/datadocs.py).
+        self._results = datadocs.keeper_for(self, self.suite)
 
     def split(self, frame: pd.DataFrame) -> QualityResult:
         """Split one chunk into good rows and bad rows, each bad row with every rule it broke."""
@@ -89,6 +92,8 @@ class QualityGate:
             # GX matches patterns with `str.contains`, which warns on every capturing group.
             warnings.filterwarnings("ignore", "This pattern is interpreted as a regular expression")
             gx_result = batch.validate(self.suite, result_format=RESULT_FORMAT)
+        if self._results is not None:
+            self._results.keep(gx_result, (rows[0], rows[-1]) if rows else None)
 
         found: dict[int, set[str]] = {}  # by position in the chunk
         for result in gx_result.results:
