@@ -1,4 +1,4 @@
-"""Agency history: dim_agency_version (SCD type 2); column comments on PostgreSQL.
+"""Agency history: dim_agency_version (SCD type 2); bilingual table and column comments on PostgreSQL.
 
 dim_agency stays the current state (every join by agency_code keeps working); the versions are
 filled from it here, then kept by the seeding (warehouse/history.py).
@@ -56,19 +56,19 @@ def upgrade() -> None:
         row["is_current"] = True
     if rows:
         op.bulk_insert(version, rows)
-    _set_column_comments(bind, drop=False)
+    _set_comments(bind, drop=False)
 
 
 def downgrade() -> None:
     op.drop_table("dim_agency_version")
-    _set_column_comments(op.get_bind(), drop=True)
+    _set_comments(op.get_bind(), drop=True)
 
 
-def _set_column_comments(bind: sa.Connection, *, drop: bool) -> None:
-    """PostgreSQL keeps column comments in its catalogue: set them from warehouse/schema.py (or
-    drop them), for the tables and columns that exist at this revision. SQLite has no comments.
-
-    A later change of a column comment in schema.py needs its own revision calling the same.
+def _set_comments(bind: sa.Connection, *, drop: bool) -> None:
+    """PostgreSQL keeps comments in its catalogue: set the bilingual ("vi / en") table and column
+    comments of warehouse/schema.py, for the tables and columns that exist at this revision; or,
+    going down, drop the column comments and put back the English table comments of 0001-0003.
+    SQLite has no comments. A later change of a comment in schema.py needs a revision doing this.
     """
     if bind.dialect.name != "postgresql":
         return
@@ -76,6 +76,10 @@ def _set_column_comments(bind: sa.Connection, *, drop: bool) -> None:
     for table in metadata.sorted_tables:
         if not inspector.has_table(table.name):
             continue
+        if table.comment:
+            english = table.comment.partition(" / ")[2] or table.comment
+            text = english if drop else table.comment
+            bind.exec_driver_sql(f"COMMENT ON TABLE {table.name} IS {_sql_string(text)}")
         present = {column["name"] for column in inspector.get_columns(table.name)}
         for column in table.columns:
             if column.name not in present:
@@ -84,3 +88,8 @@ def _set_column_comments(bind: sa.Connection, *, drop: bool) -> None:
                 bind.execute(sa.schema.DropColumnComment(column))
             else:
                 bind.execute(sa.schema.SetColumnComment(column))
+
+
+def _sql_string(text: str) -> str:
+    # COMMENT is a utility statement: it takes no bound parameters, so quote the literal.
+    return "'" + text.replace("'", "''") + "'"
