@@ -147,9 +147,16 @@ def _unit_of(value: IndicatorValue) -> str | None:
 
 
 def _is_additive(value: IndicatorValue) -> bool:
+    """Whether values of this indicator add up over agencies or units: its definition's `additive`,
+    else its formula's measure (count, count_distinct: yes; ratio: no), else its unit (COUNT_UNITS)."""
     defn = INDICATORS.get(value.indicator)
     additive = getattr(defn, "additive", None)
-    return bool(additive) if additive is not None else value.unit in COUNT_UNITS
+    if additive is not None:
+        return bool(additive)
+    measure = ((getattr(defn, "definition", None) or {}).get("formula") or {}).get("measure")
+    if measure:
+        return measure in ADDITIVE_MEASURES
+    return value.unit in COUNT_UNITS
 
 
 def to_unit_scheme(values: Iterable[IndicatorValue], scheme: str = "legacy",
@@ -219,26 +226,30 @@ def _is_number(x: Any) -> bool:
 # itself with an `additive` attribute. Percentages never add up: their total is the province's
 # own value (the ratio of the province's totals) or blank.
 COUNT_UNITS = frozenset({"procedures", "dossiers", "count", "reports", "applicants", "units"})
+ADDITIVE_MEASURES = frozenset({"count", "count_distinct", "sum"})
 PERCENT_UNITS = frozenset({"percent", "%"})
 TOTAL_LABEL = "Tổng cộng"
 # More (group, dimension) columns than this and a group is listed one value per row instead.
 MAX_WIDE_COLUMNS = 16
 
-# Sheet of each indicator when its definition has no `group`: key → (Vietnamese, English title).
+# Sheet of each indicator when its definition has no `group`: key → (Vietnamese, English title);
+# an indicator goes to the sheet of the first prefix of its id below, else a sheet of its own.
 SHEETS: dict[str, tuple[str, str]] = {
     "procedures": ("Thủ tục hành chính", "Administrative procedures"),
+    "procedures_used": ("TTHC trực tuyến có hồ sơ", "Online procedures in use"),
     "received": ("Tiếp nhận hồ sơ", "Dossiers received"),
-    "finished": ("Giải quyết hồ sơ", "Dossiers finished"),
     "online_groups": ("Trực tuyến theo nhóm TTHC", "Online dossiers by procedure group"),
+    "finished": ("Giải quyết hồ sơ", "Dossiers finished"),
+    "in_progress": ("Hồ sơ đang giải quyết", "Dossiers in progress"),
+    "d766": ("Điểm QĐ 766", "Decision 766 scores"),
     "reconciliation": ("Đối soát báo cáo xã", "Commune reports vs dossiers"),
 }
-_SHEET_OF = {
-    "procedures_total": "procedures", "procedures_by_level": "procedures",
-    "procedures_by_decree42_level": "procedures",
-    "dossiers_received": "received", "dossiers_received_online": "received", "online_share": "received",
-    "dossiers_finished": "finished", "finished_on_time_rate": "finished",
-    "online_dossiers_by_group": "online_groups", "reconciliation_gap": "reconciliation",
-}
+_SHEET_PREFIXES = [
+    ("procedures_online_used", "procedures_used"), ("procedures_", "procedures"),
+    ("online_dossiers_by_group", "online_groups"), ("dossiers_received", "received"), ("online_", "received"),
+    ("dossiers_finished", "finished"), ("finished_", "finished"), ("in_progress_", "in_progress"),
+    ("d766_", "d766"), ("reconciliation_", "reconciliation"),
+]
 _DETAIL_HEADERS = {
     "commune_code": "Mã xã", "procedure_code": "Mã thủ tục", "measure": "Chỉ số",
     "reported": "Xã báo cáo", "counted": "Kho dữ liệu", "month": "Tháng",
@@ -279,9 +290,12 @@ def indicator_name(indicator: str, lang: str = "vi") -> str:
 
 
 def sheet_key(indicator: str) -> str:
-    """The group (sheet) of an indicator: its definition's `group`, else the known sheet, else its id's first word."""
-    group = getattr(INDICATORS.get(indicator), "group", None)
-    return str(group or _SHEET_OF.get(indicator) or indicator.split("_")[0])
+    """The group (sheet) of an indicator: its definition's `group`, else by its id's prefix, else its id."""
+    defn = INDICATORS.get(indicator)
+    group = getattr(defn, "group", None) or (getattr(defn, "definition", None) or {}).get("group")
+    if group:
+        return str(group)
+    return next((key for prefix, key in _SHEET_PREFIXES if indicator.startswith(prefix)), indicator)
 
 
 def code_labels() -> dict[str, tuple[str, str]]:
@@ -294,6 +308,8 @@ def code_labels() -> dict[str, tuple[str, str]]:
     for row in standards.load_codelist("decree42_level"):
         labels[row["code"]] = (row["name_vi"], row["name_en"])
     labels.setdefault("not_online", ("Chưa trực tuyến", "Not online"))
+    for row in standards.load_codelist("channel"):
+        labels[f"channel_{row['code']}"] = (row["name_vi"], row["name_en"])
     groups: dict[str, list[dict[str, str]]] = {}
     for row in standards.load_codelist("procedure_groups"):
         groups.setdefault(row["group_code"], []).append(row)

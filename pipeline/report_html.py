@@ -47,10 +47,8 @@ def find_data_docs(out: str | Path | None) -> str | None:
     if out is None:
         return None
     out_dir = Path(out).resolve().parent
-    for candidate in (out_dir / DATA_DOCS_INDEX, Path.cwd() / "var" / DATA_DOCS_INDEX):
-        if candidate.is_file():
-            return Path(os.path.relpath(candidate, out_dir)).as_posix()
-    return None
+    index = out_dir / DATA_DOCS_INDEX
+    return Path(os.path.relpath(index, out_dir)).as_posix() if index.is_file() else None
 
 
 def _fmt(value: object, kind: str) -> str:
