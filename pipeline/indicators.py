@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
@@ -11,38 +11,36 @@ import pandas as pd
 import sqlalchemy as sa
 
 import standards
+from warehouse.indicator_sql import build_select
 
 
 @dataclass(frozen=True)
 class IndicatorDef:
-    """One indicator: id, names, unit and grain (period kind and breakdowns)."""
+    """One indicator of the standard (standards/indicators.yaml): id, names, unit and grain."""
 
     id: str
     name_vi: str
     name_en: str
     unit: str
     period: str  # "date" (as of a day), "month" (and its year roll-up)
+    kind: str = "python"  # "sql": computed by the SELECT generated from its formula
+    definition: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-INDICATORS: dict[str, IndicatorDef] = {d.id: d for d in [
-    IndicatorDef("procedures_total", "Tổng số thủ tục hành chính", "Procedures in the catalogue",
-                 "procedures", "date"),
-    IndicatorDef("procedures_by_level", "Số thủ tục theo mức độ DVCTT (NĐ 43/2011)",
-                 "Procedures by online level (Decree 43/2011)", "procedures", "date"),
-    IndicatorDef("procedures_by_decree42_level", "Số thủ tục theo DVCTT toàn trình / một phần (NĐ 42/2022)",
-                 "Procedures by Decree 42/2022 online level", "procedures", "date"),
-    IndicatorDef("dossiers_received", "Số hồ sơ tiếp nhận", "Dossiers received", "dossiers", "month"),
-    IndicatorDef("dossiers_received_online", "Số hồ sơ tiếp nhận trực tuyến", "Dossiers received online",
-                 "dossiers", "month"),
-    IndicatorDef("online_share", "Tỷ lệ hồ sơ trực tuyến", "Online share of dossiers received", "percent", "month"),
-    IndicatorDef("online_dossiers_by_group", "Số hồ sơ trực tuyến theo nhóm thủ tục",
-                 "Online dossiers by procedure group", "dossiers", "month"),
-    IndicatorDef("dossiers_finished", "Số hồ sơ đã giải quyết", "Dossiers finished", "dossiers", "month"),
-    IndicatorDef("finished_on_time_rate", "Tỷ lệ hồ sơ giải quyết đúng và trước hạn",
-                 "Share finished early or on time", "percent", "month"),
-    IndicatorDef("reconciliation_gap", "Chênh lệch giữa báo cáo của xã và hồ sơ trong kho dữ liệu",
-                 "Commune report minus dossiers counted (mismatches only)", "dossiers", "month"),
-]}
+def load_indicator_defs() -> dict[str, IndicatorDef]:
+    """The indicators of standards/indicators.yaml, in the file's order."""
+    return {d["id"]: IndicatorDef(d["id"], d["name_vi"], d["name_en"], d["unit"],
+                                  "date" if "date" in d["grain"]["periods"] else "month",
+                                  d["kind"], d)
+            for d in standards.load_indicators()}
+
+
+INDICATORS: dict[str, IndicatorDef] = load_indicator_defs()
+
+# The report's grain for the indicators computed by SQL: months and their years, for the province
+# and each agency (quarters and admin units are in the `mart_<id>` views).
+REPORT_PERIODS = ("month", "year")
+REPORT_SCOPES = ("province", "agency")
 
 # The measures of a commune's monthly report, compared one by one with the dossiers.
 REPORT_MEASURES = ("received", "online", "on_time", "late", "pending")
@@ -119,31 +117,14 @@ def _with_years(frame: pd.DataFrame, keys: list[str], values: list[str]) -> pd.D
     return pd.concat([frame, years], ignore_index=True)
 
 
-def _ratio(num: float, den: float) -> float | None:
-    return round(100.0 * num / den, 2) if den else None
-
-
-def _monthly(conn: sa.Connection) -> list[IndicatorValue]:
+def _online_by_group(conn: sa.Connection) -> list[IndicatorValue]:
+    """online_dossiers_by_group: the procedure groups of the standard, every month of the data range."""
     received = pd.read_sql(sa.text(
-        "SELECT received_month AS period, agency_code, procedure_code, channel, dossiers "
+        "SELECT received_month AS period, procedure_code, channel, dossiers "
         "FROM mart_dossier_received"), conn)
     out: list[IndicatorValue] = []
     if received.empty:
         return out
-    received["online"] = received["dossiers"].where(received["channel"] == 2, 0)
-    by_agency = received.groupby(["period", "agency_code"])[["dossiers", "online"]].sum().reset_index()
-    province = by_agency.groupby("period")[["dossiers", "online"]].sum().reset_index()
-    province["agency_code"] = None
-    both = pd.concat([province, by_agency], ignore_index=True)
-    both = _with_years(both, ["period", "agency_code"], ["dossiers", "online"])
-    for row in both.itertuples(index=False):
-        agency = row.agency_code if isinstance(row.agency_code, str) else None
-        out.append(IndicatorValue("dossiers_received", row.period, agency, int(row.dossiers), "dossiers"))
-        out.append(IndicatorValue("dossiers_received_online", row.period, agency, int(row.online), "dossiers"))
-        share = _ratio(row.online, row.dossiers)
-        if share is not None:
-            out.append(IndicatorValue("online_share", row.period, agency, share, "percent"))
-
     # Procedure groups of the standard: every month of the data range, zeros included.
     groups = pd.DataFrame(standards.load_codelist("procedure_groups"))
     months = _months(received["period"].min(), received["period"].max())
@@ -156,22 +137,30 @@ def _monthly(conn: sa.Connection) -> list[IndicatorValue]:
         for row in series.itertuples(index=False):
             out.append(IndicatorValue("online_dossiers_by_group", row.period, agency, int(row.value),
                                       "dossiers", group_code=group_code))
+    return out
 
-    finished = pd.read_sql(sa.text(
-        "SELECT finished_month AS period, agency_code, finished, early, on_time, late "
-        "FROM mart_dossier_finished"), conn)
-    if not finished.empty:
-        cols = ["finished", "early", "on_time", "late"]
-        agency_f = finished.groupby(["period", "agency_code"])[cols].sum().reset_index()
-        prov_f = agency_f.groupby("period")[cols].sum().reset_index()
-        prov_f["agency_code"] = None
-        all_f = _with_years(pd.concat([prov_f, agency_f], ignore_index=True), ["period", "agency_code"], cols)
-        for row in all_f.itertuples(index=False):
-            agency = row.agency_code if isinstance(row.agency_code, str) else None
-            out.append(IndicatorValue("dossiers_finished", row.period, agency, int(row.finished), "dossiers"))
-            rate = _ratio(row.early + row.on_time, row.early + row.on_time + row.late)
-            if rate is not None:
-                out.append(IndicatorValue("finished_on_time_rate", row.period, agency, rate, "percent"))
+
+def sql_indicator_values(conn: sa.Connection, definition: IndicatorDef, *,
+                         periods: tuple[str, ...] = REPORT_PERIODS,
+                         scopes: tuple[str, ...] = REPORT_SCOPES) -> list[IndicatorValue]:
+    """One indicator's values from the SELECT generated from its formula (the SQL of `mart_<id>`).
+
+    A ratio's value is rounded here from the numerator and denominator (as the views do), none when
+    the denominator is 0.
+    """
+    formula = definition.definition["formula"]
+    sql = build_select(definition.definition, periods=periods, scopes=scopes)
+    out: list[IndicatorValue] = []
+    for row in conn.execute(sa.text(sql)).mappings():
+        if formula["measure"] == "ratio":
+            if not row["denominator"]:
+                continue
+            value = round(float(formula["scale"]) * float(row["numerator"]) / float(row["denominator"]), 2)
+        else:
+            value = int(row["numerator"])
+        agency = row["agency_code"] if row["scope"] == "agency" else None
+        out.append(IndicatorValue(definition.id, row["period"], agency, value, definition.unit,
+                                  dimension=row["dimension"]))
     return out
 
 
@@ -236,10 +225,19 @@ def reconciliation_gaps(conn: sa.Connection) -> list[IndicatorValue]:
 
 
 def compute_indicators(engine: sa.Engine, *, as_of: date | None = None) -> list[IndicatorValue]:
-    """Every indicator of the standard: snapshots as of `as_of` (default the data cut-off), months and years."""
+    """Every indicator of the standard: snapshots as of `as_of` (default the data cut-off), months and years.
+
+    Indicators of kind `sql` run the SELECT generated from their formula in standards/indicators.yaml
+    (the SQL of their `mart_<id>` view, for months and years, province and agencies); the others are
+    computed here in Python.
+    """
     with engine.connect() as conn:
         as_of = as_of or data_cutoff(conn) or date.today()
-        return _snapshot(conn, as_of) + _monthly(conn) + reconciliation_gaps(conn)
+        out = _snapshot(conn, as_of)
+        for definition in INDICATORS.values():
+            if definition.kind == "sql":
+                out += sql_indicator_values(conn, definition)
+        return out + _online_by_group(conn) + reconciliation_gaps(conn)
 
 
 def filter_values(values: list[IndicatorValue], *, indicator: str | None = None,

@@ -76,3 +76,55 @@ def status_groups() -> dict[str, frozenset[int]]:
 def key_of(entity: str) -> list[str]:
     """The key columns of an entity."""
     return list(load_schema(entity)["x-key"])
+
+
+# ── report indicators (standards/indicators.yaml) ───────────────────────────────────────────────
+
+INDICATORS_FILE = STANDARD_DIR / "indicators.yaml"
+
+
+class IndicatorDefinitionError(ValueError):
+    """A broken indicator definition; the message is one line naming the indicator and the field."""
+
+
+def load_indicators(path: Path | str | None = None) -> list[dict[str, Any]]:
+    """The indicator definitions of the standard, checked against `schemas/indicators.schema.json`.
+
+    Raises IndicatorDefinitionError (one line: file, indicator id, field, problem) for a file that
+    breaks the schema or repeats an id. The formulas' columns and codes are checked when their
+    SQL is built (`warehouse.indicator_sql`).
+    """
+    import jsonschema
+    import yaml
+
+    path = Path(path) if path is not None else INDICATORS_FILE
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise IndicatorDefinitionError(f"{path.name}: not valid YAML: "
+                                       + " ".join(str(exc).split())) from None
+    schema = json.loads((SCHEMA_DIR / "indicators.schema.json").read_text(encoding="utf-8"))
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(document))
+    if error is not None:
+        raise IndicatorDefinitionError(_indicator_error(path, document, error)) from None
+    seen: set[str] = set()
+    for item in document["indicators"]:
+        if item["id"] in seen:
+            raise IndicatorDefinitionError(f"{path.name}: indicator {item['id']!r}: id: defined twice")
+        seen.add(item["id"])
+    return document["indicators"]
+
+
+def _indicator_error(path: Path, document: Any, error: Any) -> str:
+    where = list(error.absolute_path)
+    name = "(file)"
+    if len(where) >= 2 and where[0] == "indicators" and isinstance(where[1], int):
+        item = document["indicators"][where[1]]
+        name = repr(item.get("id")) if isinstance(item, dict) and item.get("id") else f"#{where[1] + 1}"
+        where = where[2:]
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".") or "(whole)"
+    message = " ".join(error.message.split())
+    if len(message) > 160:
+        message = message[:157] + "..."
+    return f"{path.name}: indicator {name}: {field}: {message}"
