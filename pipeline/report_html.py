@@ -16,8 +16,10 @@ from pathlib import Path
 from pipeline.indicators import IndicatorValue
 from pipeline.report import TOTAL_LABEL, ReportTable, build_tables
 
-# Where `quality/` builds the Data Docs, relative to the warehouse's var/ folder.
-DATA_DOCS_INDEX = Path("gx/data_docs/local_site/index.html")
+# Where the quality gate's Great Expectations context keeps the Data Docs site, relative to the
+# context's folder (`var/gx`, or LIENTHONG_GX_DIR): as quality.datadocs.data_docs_index says —
+# not imported, since it loads Great Expectations — and the site's plain location.
+DATA_DOCS_SITES = (Path("uncommitted/data_docs/local_site/index.html"), Path("data_docs/local_site/index.html"))
 # Tables longer than this start folded (<details>), so the charts stay at the top of the page.
 OPEN_TABLE_ROWS = 200
 # The on-time chart shows the agencies with the lowest rates, at most this many (the table has all).
@@ -43,12 +45,19 @@ details summary{cursor:pointer;color:#1f6fb2;margin:.3em 0}
 
 
 def find_data_docs(out: str | Path | None) -> str | None:
-    """A relative link to the Data Docs index beside the report (var/gx/… for var/report.html), if built."""
+    """A link, relative to the report, to the Data Docs index when it is built: in `gx/` beside
+    the report (var/gx/… for var/report.html), else in LIENTHONG_GX_DIR."""
     if out is None:
         return None
     out_dir = Path(out).resolve().parent
-    index = out_dir / DATA_DOCS_INDEX
-    return Path(os.path.relpath(index, out_dir)).as_posix() if index.is_file() else None
+    folders = [out_dir / "gx"]
+    if os.environ.get("LIENTHONG_GX_DIR", "").strip():
+        folders.append(Path(os.environ["LIENTHONG_GX_DIR"].strip()).expanduser().resolve())
+    for folder in folders:
+        for site in DATA_DOCS_SITES:
+            if (folder / site).is_file():
+                return Path(os.path.relpath(folder / site, out_dir)).as_posix()
+    return None
 
 
 def _fmt(value: object, kind: str) -> str:

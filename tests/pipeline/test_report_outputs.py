@@ -64,21 +64,20 @@ def report(small_warehouse, monkeypatch, capsys):
 @pytest.fixture(scope="module")
 def outputs(small_warehouse, tmp_path_factory) -> dict:
     """The JSON rows, the headline lines, the workbook and the page of the small warehouse (one run each)."""
-    from pipeline.report import headline, render_report, to_unit_scheme
+    from pipeline.report import collect, headline, render_report, to_unit_scheme
     from warehouse.db import create_engine
 
     out = tmp_path_factory.mktemp("report") / "var"
+    (out / "sub").mkdir(parents=True)
+    xlsx, page = out / "sub" / "report.xlsx", out / "report.html"
     engine = create_engine(small_warehouse)
     try:
         rows = json.loads(render_report(fmt="json", engine=engine))
-        from pipeline.report import collect
-
         lines = headline(to_unit_scheme(collect(engine)))
-        (out / "sub").mkdir(parents=True)
-        xlsx = out / "sub" / "report.xlsx"
         xlsx.write_bytes(render_report(fmt="xlsx", engine=engine))
-        page = out / "report.html"
-        page.write_text(render_report(fmt="html", engine=engine, out=page), encoding="utf-8")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.delenv("LIENTHONG_GX_DIR", raising=False)  # no Data Docs to link: the page has no URL at all
+            page.write_text(render_report(fmt="html", engine=engine, out=page), encoding="utf-8")
     finally:
         engine.dispose()
     return {"rows": rows, "headline": lines, "xlsx": xlsx, "html": page}
@@ -258,16 +257,18 @@ def test_html_page_has_the_three_charts_and_the_tables_and_nothing_external(outp
     assert not re.search(r"https?://|url\(", text)
 
 
-def test_html_links_data_docs_when_they_are_built(report, tmp_path):
-    docs = tmp_path / "var" / "gx" / "data_docs" / "local_site" / "index.html"
+@pytest.mark.parametrize("site", ["gx/uncommitted/data_docs/local_site", "gx/data_docs/local_site"])
+def test_html_links_data_docs_when_they_are_built(report, tmp_path, monkeypatch, site):
+    import lxml.html
+
+    monkeypatch.delenv("LIENTHONG_GX_DIR", raising=False)
+    docs = tmp_path / "var" / site / "index.html"
     docs.parent.mkdir(parents=True)
     docs.write_text("<html></html>")
     page = tmp_path / "var" / "report.html"
     assert report("--format", "html", "--out", str(page), "--indicator", "procedures_by_level")[0] == 0
-    import lxml.html
-
     doc = lxml.html.fromstring(page.read_text(encoding="utf-8"))
-    assert doc.xpath("//a[@id='data-docs']/@href") == ["gx/data_docs/local_site/index.html"]
+    assert doc.xpath("//a[@id='data-docs']/@href") == [f"{site}/index.html"]
 
     from pipeline.report_html import render_html
 
