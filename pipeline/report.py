@@ -134,11 +134,16 @@ UNIT_KEYS = ("commune_code", "admin_unit_code", "unit_code")
 
 
 def commune_successors() -> dict[str, str]:
-    """Legacy commune code → its 1 July 2025 successor (standards/codelists/admin_units.csv)."""
+    """Legacy commune code → the commune it became on 1 July 2025 (warehouse.history.unit_on_scheme)."""
     import standards
+    from warehouse.history import unit_on_scheme
 
-    return {row["unit_code"]: row["successor_code"] for row in standards.load_codelist("admin_units")
-            if row["unit_type"] == "commune" and row.get("successor_code")}
+    out = {}
+    for row in standards.load_codelist("admin_units"):
+        successor = unit_on_scheme(row["unit_code"], "2025") if row["unit_type"] == "commune" else None
+        if successor:
+            out[row["unit_code"]] = successor
+    return out
 
 
 def _unit_of(value: IndicatorValue) -> str | None:
