@@ -94,21 +94,31 @@ class ResultKeeper:
     runs: int = DEFAULT_KEPT_RUNS
     run_id: RunIdentifier = field(init=False)
     keys: list[ValidationResultIdentifier] = field(default_factory=list, init=False)
+    skipped: list[str] = field(default_factory=list, init=False)  # chunks whose result failed to store
     _built: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         now = datetime.now(UTC)
         self.run_id = RunIdentifier(run_name=self.suite_name.partition(".")[0], run_time=now)
 
-    def keep(self, result: Any, rows: tuple[Any, Any] | None = None) -> ValidationResultIdentifier:
-        """Store one chunk's ExpectationSuiteValidationResult (rows: its first and last `_row`)."""
-        label = f"chunk{len(self.keys) + 1:04d}"
+    def keep(self, result: Any, rows: tuple[Any, Any] | None = None) -> ValidationResultIdentifier | None:
+        """Store one chunk's ExpectationSuiteValidationResult (rows: its first and last `_row`).
+
+        A failure to store is logged and the result skipped (None): Data Docs never fail a batch.
+        """
+        label = f"chunk{len(self.keys) + len(self.skipped) + 1:04d}"
         if rows is not None:
             label += f"_rows{rows[0]}-{rows[1]}"
         key = ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=self.suite_name),
             run_id=self.run_id, batch_identifier=label)
-        self.context.validation_results_store.set(key, result)
+        try:
+            self.context.validation_results_store.set(key, result)
+        except Exception:
+            log.warning("Data Docs: the result of %s %s could not be kept", self.suite_name, label,
+                        exc_info=True)
+            self.skipped.append(label)
+            return None
         self.keys.append(key)
         return key
 
@@ -145,10 +155,15 @@ def keeper_for(gate: Any, suite: gx.ExpectationSuite,
     """
     if not data_docs_enabled(environ):
         return None
-    context = open_context(gx_dir(environ))
-    context.suites.add_or_update(_copy_suite(suite))
-    keeper = ResultKeeper(context, suite.name, kept_runs(environ))
-    keeper.prune()
+    try:
+        context = open_context(gx_dir(environ))
+        context.suites.add_or_update(_copy_suite(suite))
+        keeper = ResultKeeper(context, suite.name, kept_runs(environ))
+        keeper.prune()
+    except Exception:  # e.g. an unwritable LIENTHONG_GX_DIR: the batch goes on without Data Docs
+        log.warning("Data Docs are off for this %s batch: the GX context at %s failed",
+                    suite.name, gx_dir(environ), exc_info=True)
+        return None
     weakref.finalize(gate, _build_quietly, keeper)
     return keeper
 

@@ -81,3 +81,28 @@ def test_only_the_latest_runs_are_kept(docs_dir, monkeypatch):
     datadocs.build_data_docs(docs_dir)
     pages = list((datadocs.data_docs_index(docs_dir).parent / "validations").rglob("*.html"))
     assert len(pages) == 2
+
+
+def test_a_broken_gx_folder_never_fails_the_batch(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the GX context should be")
+    monkeypatch.setenv("LIENTHONG_DATA_DOCS", "1")
+    monkeypatch.setenv("LIENTHONG_GX_DIR", str(blocker))
+    gate = QualityGate("dossier", CATALOGUE)
+    assert gate._results is None
+    assert "Data Docs are off" in caplog.text
+    assert list(gate.split(_frame()).bad["_row"]) == [1]
+
+
+def test_a_result_that_cannot_be_stored_is_skipped(docs_dir, monkeypatch, caplog):
+    gate = QualityGate("dossier", CATALOGUE)
+    store = gate._results.context.validation_results_store
+
+    def refuse(key, value):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "set", refuse)
+    result = gate.split(_frame())
+    assert list(result.bad["_row"]) == [1]
+    assert gate._results.keys == [] and gate._results.skipped == ["chunk0001_rows0-2"]
+    assert "could not be kept" in caplog.text
