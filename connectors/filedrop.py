@@ -9,7 +9,7 @@ import re
 import shutil
 import unicodedata
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from fnmatch import fnmatch
 from pathlib import Path
@@ -35,8 +35,14 @@ __all__ = [
     "JUSTICE_DATE_FIELDS",
     "REPORT_HEADERS",
     "SCOPE_NAMES",
+    "UNREADABLE_ERRORS",
     "FileDropConnector",
     "FileRejected",
+    "catalogue_procedure",
+    "cell_text",
+    "header_fields",
+    "justice_dossier",
+    "unreadable_reason",
 ]
 
 log = logging.getLogger("lienthong.connectors.filedrop")
@@ -294,20 +300,9 @@ class FileDropConnector(Connector):
 
     def _parse_procedure_catalogue(self, path: Path) -> Iterator[dict[str, Any]]:
         for cells in _sheet_records(path, CATALOGUE_HEADERS):
-            row = {field: _text(value) for field, value in cells.items()}
-            if all(value == "" for value in row.values()):
-                continue
-            published = _portal_date(row["NgayCongBo"])
-            level = row["MucDo"]
-            yield {
-                **row,
-                "MaCoQuanThucHien": _agency_code(row["MaCoQuanThucHien"]),
-                "CapThucHien": _scope_code(row["CapThucHien"]),
-                "NgayCongBo": published,
-                "NgayBaiBo": "",
-                "NgayCapNhat": "",
-                "LichSuMucDo": [{"MucDo": level, "TuNgay": published}] if level and published else [],
-            }
+            record = catalogue_procedure(cells)
+            if record is not None:
+                yield record
 
     # -- service_stat ------------------------------------------------------------------------
 
@@ -501,3 +496,56 @@ def _justice_dossier(row: dict[str, str]) -> dict[str, Any]:
     record["DonViXuLy"] = JUSTICE_AGENCY
     return record
 
+
+# -- public helpers: the drop layouts for other readers of the same files (pipeline/validate.py) --
+
+# What reading a damaged xlsx or CSV raises (see `unreadable_reason` for its one-line reason).
+UNREADABLE_ERRORS = _UNREADABLE
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """One line saying why a drop file could not be read (as written to `<name>.reason.txt`)."""
+    return _reason(exc)
+
+
+def header_fields(header: Iterable[object], headers: Mapping[str, str]) -> list[str | None]:
+    """The field of each header cell per `headers` (Vietnamese name → field), None for the others.
+
+    Names are compared as the connector compares them: NFC, case-folded, whitespace collapsed, a
+    leading BOM ignored.
+    """
+    wanted = {_fold(name): field for name, field in headers.items()}
+    return [wanted.get(_fold(str(cell).lstrip("\ufeff"))) if cell is not None else None
+            for cell in header]
+
+
+def cell_text(value: object) -> str:
+    """A cell as the portal writes values: a string, NFC, trimmed; whole numbers without `.0`;
+    dates as `yyyyMMddHHmmss`."""
+    return _text(value)
+
+
+def justice_dossier(row: Mapping[str, str]) -> dict[str, Any]:
+    """One row of the Department of Justice export, keyed by portal field (`JUSTICE_COLUMNS`
+    values), → a portal-shaped dossier, exactly as the `justice_csv` stream yields it."""
+    return _justice_dossier({field: _text(value) for field, value in row.items()})
+
+
+def catalogue_procedure(cells: Mapping[str, object]) -> dict[str, Any] | None:
+    """One row of the catalogue sheet, keyed by portal field (`CATALOGUE_HEADERS` values), → a
+    portal-shaped procedure, exactly as the `procedure_catalogue` stream yields it; None for a
+    blank row."""
+    row = {field: _text(value) for field, value in cells.items()}
+    if all(value == "" for value in row.values()):
+        return None
+    published = _portal_date(row.get("NgayCongBo", ""))
+    level = row.get("MucDo", "")
+    return {
+        **row,
+        "MaCoQuanThucHien": _agency_code(row.get("MaCoQuanThucHien", "")),
+        "CapThucHien": _scope_code(row.get("CapThucHien", "")),
+        "NgayCongBo": published,
+        "NgayBaiBo": "",
+        "NgayCapNhat": "",
+        "LichSuMucDo": [{"MucDo": level, "TuNgay": published}] if level and published else [],
+    }
