@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 from tenacity import (
@@ -47,6 +47,8 @@ __all__ = [
 
 
 log = logging.getLogger("lienthong.connectors")
+
+T = TypeVar("T")
 
 # on_page(stream, page, total_pages, records_so_far): progress after each page is received.
 PageCallback = Callable[[str, int, int, int], None]
@@ -428,6 +430,32 @@ class HttpJsonConnector(Connector):
             del result  # hold one page at a time, not two while the next one downloads
             page += 1
         log.info("%s %s: %d records received", self.source, spec.label, received)
+
+    def post_in_session(
+        self,
+        request: Callable[[str | None], tuple[str, dict[str, Any]]],
+        parse: Callable[[Any, str], T],
+        where: str,
+    ) -> T:
+        """POST what `request(session)` builds, `parse(answer, where)` the answer, in a session.
+
+        Retries as `post_json`; when `parse` (or the HTTP status) says the session expired, logs in
+        again once and sends the same request with the new session. For calls that are not pages
+        of a stream (e.g. pushing records to the source).
+        """
+        for fresh_login in (False, True):
+            session = self._ensure_session()
+            path, body = request(session)
+            try:
+                return parse(self.post_json(path, body, where), where)
+            except SessionExpired as exc:
+                self._forget_session()
+                if fresh_login:
+                    raise SourceAuthError(
+                        self.source, where, f"session rejected again after a new login ({exc})"
+                    ) from None
+                log.info("%s %s: session expired (%s); logging in again", self.source, where, exc)
+        raise AssertionError("unreachable")
 
     def _fetch_page(self, spec: HttpStreamSpec, window: Window | None, page: int) -> Page:
         """One page; on an expired session log in again once and ask for the same page."""

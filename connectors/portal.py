@@ -17,9 +17,20 @@ from connectors.settings import ConnectionSettings
 from transforms.timefmt import PORTAL_FORMAT as PORTAL_TIME_FORMAT
 from transforms.timefmt import format_portal_time, parse_portal_time
 
-__all__ = ["PORTAL_TIME_FORMAT", "PortalConnector", "format_portal_time", "parse_portal_time"]
+__all__ = [
+    "PORTAL_TIME_FORMAT",
+    "PUSH_DOSSIERS",
+    "PUSH_PROGRESS",
+    "PortalConnector",
+    "format_portal_time",
+    "parse_portal_time",
+]
 
 PROVINCE_AGENCY = "000.00.00.H62"  # Vĩnh Phúc People's Committee: all procedures of the province
+PUSH_DOSSIERS = "DongBoHoSoMC"  # push dossiers (isUpdating "True"/"False", data[])
+PUSH_PROGRESS = "CapNhatTienDoHoSoMC"  # push processing steps (data[])
+# Top-level answers of a push: every record accepted, or some rejected (per-record `result`).
+PUSH_ANSWER_CODES = frozenset({"00", "03"})
 
 
 class PortalConnector(HttpJsonConnector):
@@ -142,3 +153,54 @@ class PortalConnector(HttpJsonConnector):
         if total < 0:
             raise SourceProtocolError(self.source, where, f"'tongso' is negative: {total}")
         return total
+
+    def push(
+        self, service: str, records: list[dict[str, Any]], *, is_updating: bool | None = None
+    ) -> list[dict[str, Any]]:
+        """Send `records` with a push service; the portal's verdict on each (INTERFACES §14).
+
+        `service` is `PUSH_DOSSIERS` (give `is_updating`: False inserts dossiers the portal does
+        not have, True updates ones it has) or `PUSH_PROGRESS`. Returns one
+        `{"MaHoSo", "error_code", "message"}` per record, in order ("00" = accepted). A refused
+        call (bad parameter, unknown service) raises `SourceProtocolError`; retries and re-login
+        are the base's.
+        """
+        where = f"{service} ({len(records)} records)"
+
+        def request(session: str | None) -> tuple[str, dict[str, Any]]:
+            body: dict[str, Any] = {
+                "session": session,
+                "madonvi": self.madonvi,
+                "service": service,
+                "data": records,
+            }
+            if is_updating is not None:
+                body["isUpdating"] = "True" if is_updating else "False"
+            return self.api_path, body
+
+        results = self.post_in_session(request, self._parse_push, where)
+        if len(results) != len(records):
+            raise SourceProtocolError(
+                self.source, where, f"answer judges {len(results)} records, {len(records)} were sent"
+            )
+        return results
+
+    def _parse_push(self, answer: Any, where: str) -> list[dict[str, Any]]:
+        if not isinstance(answer, dict):
+            raise SourceProtocolError(
+                self.source, where, f"answer is a JSON {type(answer).__name__}, not an object"
+            )
+        code = answer.get("error_code")
+        message = one_line(answer.get("message") or "no message", 120)
+        if str(code) == "401":
+            raise SessionExpired(f"error_code '401': {message}")
+        if code not in PUSH_ANSWER_CODES:
+            raise SourceProtocolError(self.source, where, f"error_code {code!r}: {message}")
+        results = answer.get("result")
+        if not isinstance(results, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("error_code"), str) for r in results
+        ):
+            raise SourceProtocolError(
+                self.source, where, "'result' is not a list of per-record verdicts"
+            )
+        return results

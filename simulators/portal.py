@@ -1,10 +1,11 @@
-"""The national portal's (DVCQG-like) sync API on loopback, with fault injection (INTERFACES §1)."""
+"""The national portal's (DVCQG-like) sync API on loopback, with fault injection (INTERFACES §1, §14)."""
 
 from __future__ import annotations
 
 import argparse
 import bisect
 import json
+import re
 import secrets
 import threading
 import time
@@ -36,6 +37,41 @@ FAULTS = (
 )
 EXPIRED = {"error_code": "401", "message": "Phiên làm việc đã hết hạn"}
 BAD_LOGIN = {"error_code": 1, "message": "Sai tên đăng nhập hoặc mật khẩu"}
+# Push services (INTERFACES §14): the province sends dossiers and their processing steps.
+PUSH_DOSSIERS = "DongBoHoSoMC"
+PUSH_PROGRESS = "CapNhatTienDoHoSoMC"
+MAX_PUSH_RECORDS = 1000
+PUSH_OK = "00"
+PUSH_SOME_REJECTED = "03"
+# Per-record error codes of a push (the simulator's; the real portal's codes are not published).
+RECORD_MISSING = "10"
+RECORD_BAD_TIME = "11"
+RECORD_NOT_IN_CODELIST = "12"
+RECORD_BAD_CODE = "13"
+RECORD_DUE_BEFORE_RECEIPT = "14"
+RECORD_EXISTS = "15"
+RECORD_UNKNOWN = "16"
+RECORD_NOT_TEXT = "17"
+RECORD_MESSAGES = {
+    RECORD_MISSING: "Thiếu trường bắt buộc",
+    RECORD_BAD_TIME: "Thời gian không đúng định dạng yyyyMMddHHmmss",
+    RECORD_NOT_IN_CODELIST: "Mã không thuộc danh mục",
+    RECORD_BAD_CODE: "Mã không đúng định dạng",
+    RECORD_DUE_BEFORE_RECEIPT: "Ngày hẹn trả trước ngày tiếp nhận",
+    RECORD_EXISTS: "Hồ sơ đã tồn tại trên Cổng, không thể thêm mới (isUpdating phải là \"True\")",
+    RECORD_UNKNOWN: "Hồ sơ chưa có trên Cổng",
+    RECORD_NOT_TEXT: "Giá trị phải là chuỗi ký tự",
+}
+DOSSIER_REQUIRED = ("MaHoSo", "MaTTHC", "DonViXuLy", "NgayTiepNhan", "TrangThaiHoSo",
+                    "KenhThucHien", "LoaiDoiTuong")
+DOSSIER_TIMES = ("NgayTiepNhan", "NgayHenTra", "NgayTra", "NgayKetThucXuLy", "NgayTuChoi",
+                 "NgayNopHoSo", "NgayCapNhat")
+STEP_REQUIRED = ("MaHoSo", "ThoiDiemXuLy", "TrangThai")
+STEP_TIMES = ("ThoiDiemXuLy", "NgayBatDau", "NgayKetThucTheoQuyDinh")
+DOSSIER_CODE_RE = re.compile(r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}-[0-9]{6}-[0-9]{4,6}$")
+AGENCY_CODE_RE = re.compile(r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}$")
+PROCEDURE_CODE_RE = re.compile(
+    r"^[0-9]\.[0-9]{6}(\.[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2})?(\.[0-9]{2})?$")
 NGINX_502 = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -108,6 +144,18 @@ class PortalSimulator(LoopbackServer):
         self._sessions: dict[str, float | None] = {}  # token -> monotonic expiry (None = never)
         self._faults: deque[str] = deque()
         self.calls: list[dict[str, Any]] = []
+        self._codelists = {
+            "TrangThaiHoSo": standards.codes("dossier_status"),
+            "KenhThucHien": standards.codes("channel"),
+            "LoaiDoiTuong": standards.codes("applicant_type"),
+            "DuocThanhToanTrucTuyen": standards.codes("paid_online"),
+            "NoiNopHoSo": standards.codes("admin_units"),
+            "DonViXuLy": frozenset(self._subtrees),
+        }
+        # What the province pushed and the portal accepted: dossier records by MaHoSo, and each
+        # dossier's processing steps by (ThoiDiemXuLy, TrangThai), in time order when read.
+        self.pushed: dict[str, dict[str, Any]] = {}
+        self._steps: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
 
     # -- test controls ----------------------------------------------------------------------
     def inject(self, *faults: str) -> None:
@@ -122,6 +170,12 @@ class PortalSimulator(LoopbackServer):
         """Drop every session now: the next /api call answers "401"."""
         with self._lock:
             self._sessions.clear()
+
+    @property
+    def progress(self) -> dict[str, list[dict[str, Any]]]:
+        """Accepted processing steps by MaHoSo, each dossier's in (ThoiDiemXuLy, TrangThai) order."""
+        with self._lock:
+            return {code: [steps[k] for k in sorted(steps)] for code, steps in self._steps.items()}
 
     # -- the API ----------------------------------------------------------------------------
     def login(self, body: Any) -> dict[str, Any]:
@@ -141,6 +195,10 @@ class PortalSimulator(LoopbackServer):
         """Note the call in `.calls` and take the next queued fault, if any."""
         fields = ("service", "tungay", "denngay", "trang", "sodong", "madonvi")
         call = {name: body.get(name) if isinstance(body, dict) else None for name in fields}
+        if call["service"] in (PUSH_DOSSIERS, PUSH_PROGRESS):
+            data = body.get("data")
+            call["isUpdating"] = body.get("isUpdating")
+            call["records"] = len(data) if isinstance(data, list) else None
         with self._lock:
             self.calls.append(call)
             return self._faults.popleft() if self._faults else None
@@ -162,6 +220,8 @@ class PortalSimulator(LoopbackServer):
         if not self.session_valid(body.get("session")):
             return _json(EXPIRED)
         service = body.get("service")
+        if service in (PUSH_DOSSIERS, PUSH_PROGRESS):
+            return _json(self._push(service, body))
         listing = self._listings.get(service) if isinstance(service, str) else None
         if listing is None:
             return _json({"error_code": "99", "message": f"Dịch vụ không tồn tại: {service!r}"})
@@ -180,6 +240,91 @@ class PortalSimulator(LoopbackServer):
         head = _json({"error_code": "00", "tongso": len(positions), "trang": page, "sodong": size})
         result = ",".join(listing.encoded[i] for i in chunk)
         return f'{head[:-1]}, "result": [{result}]}}'
+
+    def _push(self, service: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Judge every record of a push on its own; keep the accepted ones (INTERFACES §14)."""
+        try:
+            self._agencies(body.get("madonvi"))
+            data = body.get("data")
+            if not isinstance(data, list) or not data:
+                raise _ParameterError("data phải là danh sách bản ghi không rỗng")
+            if len(data) > MAX_PUSH_RECORDS:
+                raise _ParameterError(f"data có {len(data)} bản ghi, tối đa {MAX_PUSH_RECORDS}")
+            updating = body.get("isUpdating")
+            if service == PUSH_DOSSIERS and updating not in ("True", "False"):
+                raise _ParameterError(f'isUpdating phải là "True" hoặc "False": {updating!r}')
+        except _ParameterError as exc:
+            return {"error_code": "02", "message": f"Tham số không hợp lệ: {exc}"}
+        results = []
+        with self._lock:
+            for record in data:
+                if service == PUSH_DOSSIERS:
+                    problems = self._dossier_problems(record, updating == "True")
+                else:
+                    problems = self._step_problems(record)
+                code = record.get("MaHoSo") if isinstance(record, dict) else None
+                if problems:
+                    results.append({"MaHoSo": code, "error_code": problems[0][0],
+                                    "message": "; ".join(text for _, text in problems)})
+                    continue
+                if service == PUSH_DOSSIERS:
+                    self.pushed[code] = dict(record)
+                else:
+                    key = (record["ThoiDiemXuLy"], record["TrangThai"])
+                    self._steps.setdefault(code, {})[key] = dict(record)
+                results.append({"MaHoSo": code, "error_code": PUSH_OK, "message": "Thành công"})
+        accepted = sum(1 for r in results if r["error_code"] == PUSH_OK)
+        rejected = len(results) - accepted
+        return {
+            "error_code": PUSH_OK if not rejected else PUSH_SOME_REJECTED,
+            "message": "Thành công" if not rejected else f"Có {rejected} bản ghi không hợp lệ",
+            "tongso": len(results),
+            "thanhcong": accepted,
+            "result": results,
+        }
+
+    def _dossier_problems(self, record: Any, updating: bool) -> list[tuple[str, str]]:
+        """What the portal refuses in one DongBoHoSoMC record: (error_code, message), first first."""
+        problems = _record_problems(record, DOSSIER_REQUIRED, DOSSIER_TIMES)
+        if not isinstance(record, dict):
+            return problems
+        code = record.get("MaHoSo")
+        if isinstance(code, str) and code and not DOSSIER_CODE_RE.match(code):
+            problems.append(_problem(RECORD_BAD_CODE, f"MaHoSo {code!r}"))
+        agency = record.get("DonViXuLy")
+        if isinstance(agency, str) and agency and not AGENCY_CODE_RE.match(agency):
+            problems.append(_problem(RECORD_BAD_CODE, f"DonViXuLy {agency!r}"))
+        procedure = record.get("MaTTHC")
+        if isinstance(procedure, str) and procedure and not PROCEDURE_CODE_RE.match(procedure):
+            problems.append(_problem(RECORD_BAD_CODE, f"MaTTHC {procedure!r}"))
+        for name, allowed in self._codelists.items():
+            value = record.get(name)
+            if isinstance(value, str) and value and value not in allowed:
+                if name != "DonViXuLy" or AGENCY_CODE_RE.match(value):
+                    problems.append(_problem(RECORD_NOT_IN_CODELIST, f"{name} {value!r}"))
+        received, due = record.get("NgayTiepNhan"), record.get("NgayHenTra")
+        if _is_time(received) and _is_time(due) and due < received:
+            problems.append(_problem(RECORD_DUE_BEFORE_RECEIPT,
+                                     f"NgayHenTra {due} < NgayTiepNhan {received}"))
+        if isinstance(code, str) and code and not problems:
+            if updating and code not in self.pushed:
+                problems.append(_problem(RECORD_UNKNOWN, f"MaHoSo {code!r} (isUpdating \"True\")"))
+            elif not updating and code in self.pushed:
+                problems.append(_problem(RECORD_EXISTS, f"MaHoSo {code!r}"))
+        return problems
+
+    def _step_problems(self, record: Any) -> list[tuple[str, str]]:
+        """What the portal refuses in one CapNhatTienDoHoSoMC step."""
+        problems = _record_problems(record, STEP_REQUIRED, STEP_TIMES)
+        if not isinstance(record, dict):
+            return problems
+        status = record.get("TrangThai")
+        if isinstance(status, str) and status and status not in self._codelists["TrangThaiHoSo"]:
+            problems.append(_problem(RECORD_NOT_IN_CODELIST, f"TrangThai {status!r}"))
+        code = record.get("MaHoSo")
+        if isinstance(code, str) and code and not problems and code not in self.pushed:
+            problems.append(_problem(RECORD_UNKNOWN, f"MaHoSo {code!r}"))
+        return problems
 
     def _agencies(self, madonvi: Any) -> frozenset[str] | None:
         """None for the whole province, else the agency and its subordinate agencies."""
@@ -223,6 +368,41 @@ def _portal_time(body: dict[str, Any], name: str) -> str | None:
     except ValueError:
         raise _ParameterError(f"{name} không phải thời điểm hợp lệ: {value!r}") from None
     return value
+
+
+def _problem(code: str, detail: str) -> tuple[str, str]:
+    return code, f"{RECORD_MESSAGES[code]}: {detail}"
+
+
+def _is_time(value: Any) -> bool:
+    """A `yyyyMMddHHmmss` text naming a real time."""
+    if not isinstance(value, str) or len(value) != 14 or not value.isdigit():
+        return False
+    try:
+        datetime.strptime(value, "%Y%m%d%H%M%S")
+    except ValueError:
+        return False
+    return True
+
+
+def _record_problems(
+    record: Any, required: tuple[str, ...], times: tuple[str, ...]
+) -> list[tuple[str, str]]:
+    """Shape checks shared by both push services: an object, text values, required, time formats."""
+    if not isinstance(record, dict):
+        return [_problem(RECORD_MISSING, "bản ghi không phải đối tượng JSON")]
+    problems = []
+    for name, value in record.items():
+        if not isinstance(value, str | list):
+            problems.append(_problem(RECORD_NOT_TEXT, f"{name} = {value!r}"))
+    missing = [name for name in required if not record.get(name)]
+    if missing:
+        problems.append(_problem(RECORD_MISSING, ", ".join(missing)))
+    for name in times:
+        value = record.get(name)
+        if isinstance(value, str) and value and not _is_time(value):
+            problems.append(_problem(RECORD_BAD_TIME, f"{name} {value!r}"))
+    return problems
 
 
 def _agency_subtrees() -> dict[str, frozenset[str]]:

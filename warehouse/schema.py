@@ -547,3 +547,34 @@ ENTITY_TABLES: dict[str, sa.Table] = {
     "procedure": dim_procedure,
     "service_stat": fact_service_stat,
 }
+
+# ── push to the national portal (pipeline/push.py, migration 0007) ─────────────────────────────
+
+PUSH_STATUSES = ("accepted", "rejected")
+
+ops_push = sa.Table(
+    "ops_push", metadata,
+    sa.Column("dossier_code", DOSSIER_CODE, primary_key=True,
+              comment="Mã hồ sơ (MaHoSo) / Dossier code (MaHoSo)"),
+    sa.Column("pushed_updated_at", UtcDateTime,
+              comment=("Phiên bản (fact_dossier.updated_at) Cổng đã nhận cùng tiến độ xử lý (UTC) / Version "
+                       "(fact_dossier.updated_at) the portal accepted with its steps (UTC)")),
+    sa.Column("attempted_updated_at", UtcDateTime,
+              comment=("Phiên bản gửi lần gần nhất (UTC); bản bị từ chối chỉ gửi lại khi có phiên bản mới hơn / "
+                       "Version sent last (UTC); a rejected one is resent only when a newer version exists")),
+    sa.Column("on_portal", sa.Boolean, nullable=False,
+              comment=("Cổng đã có hồ sơ (lần sau gửi isUpdating \"True\") / The portal holds the dossier "
+                       "(next push sends isUpdating \"True\")")),
+    sa.Column("status", sa.String(16), nullable=False,
+              comment="Kết quả lần gửi gần nhất: accepted, rejected / Outcome of the last push: accepted, rejected"),
+    sa.Column("error_code", sa.String(8),
+              comment="Mã lỗi Cổng trả về (\"00\" = nhận) / The portal's error_code (\"00\" = accepted)"),
+    sa.Column("message", sa.Text,
+              comment="Thông báo của Cổng / The portal's message"),
+    sa.Column("attempts", sa.Integer, nullable=False,
+              comment="Số lần đã gửi / Times sent"),
+    sa.Column("last_attempt_at", UtcDateTime, nullable=False,
+              comment="Thời điểm gửi gần nhất (UTC) / Time of the last push (UTC)"),
+    sa.CheckConstraint("status IN ('accepted', 'rejected')", name="status"),
+    comment="Push to the national portal (DongBoHoSoMC, CapNhatTienDoHoSoMC): one row per dossier sent",
+)

@@ -81,3 +81,10 @@ def test_one_stop_maps_over_agency_databases_within_a_pool(dagbag):
     assert type(mapped).__name__.endswith("MappedOperator")  # one task instance per agency database
     assert [a.uri for a in dagbag.dags["sync_lgsp"].get_task("sync_messages").outlets] == [
         "lienthong://warehouse/dossiers"]
+
+
+def test_push_dag_follows_the_warehouse_dossiers(dagbag):
+    dag = dagbag.dags["push_national_portal"]
+    assert "lienthong://warehouse/dossiers" in str(dag.timetable.asset_condition)
+    assert set(dag.task_ids) == {"push_dossiers"} and dag.max_active_runs == 1
+    assert dag.doc_md and dag.dag_id in dag.fileloc

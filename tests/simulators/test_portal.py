@@ -392,3 +392,120 @@ def test_main_serves_a_data_dir_until_interrupted(province):
         out, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
     assert err == ""  # no request logging
+
+
+# -- push services (INTERFACES §14) -----------------------------------------------------------
+
+
+def pushed_dossier(code: str = "000.00.03.H62-160105-0001", **changes) -> dict:
+    record = {
+        "MaHoSo": code,
+        "MaTTHC": "2.000488",
+        "TenTTHC": "Cấp Phiếu lý lịch tư pháp",
+        "DonViXuLy": "000.00.03.H62",
+        "NoiNopHoSo": "243",
+        "KenhThucHien": "2",
+        "LoaiDoiTuong": "1",
+        "TrangThaiHoSo": "4",
+        "NgayTiepNhan": "20160105100000",
+        "NgayHenTra": "20160115100000",
+        "NgayTra": "",
+        "DuocThanhToanTrucTuyen": "1",
+        "DanhSachLePhi": [],
+    }
+    record.update(changes)
+    return record
+
+
+def push(portal, session, records, updating="False", service="DongBoHoSoMC") -> dict:
+    body = {"session": session, "madonvi": PROVINCE, "service": service, "data": records}
+    if updating is not None:
+        body["isUpdating"] = updating
+    return post(portal.url, "/api", body).json()
+
+
+def test_push_accepts_valid_dossiers_and_keeps_them():
+    with PortalSimulator() as sim:
+        session = login(sim)
+        records = [pushed_dossier(), pushed_dossier("000.00.03.H62-160105-0002")]
+        answer = push(sim, session, records)
+        assert answer["error_code"] == "00" and (answer["tongso"], answer["thanhcong"]) == (2, 2)
+        assert [r["error_code"] for r in answer["result"]] == ["00", "00"]
+        assert sim.pushed == {r["MaHoSo"]: r for r in records}
+        assert sim.calls[-1]["isUpdating"] == "False" and sim.calls[-1]["records"] == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "words"),
+    [
+        ({"MaTTHC": ""}, "10", "Thiếu trường bắt buộc: MaTTHC"),
+        ({"NgayTiepNhan": "2016-01-05"}, "11", "NgayTiepNhan '2016-01-05'"),
+        ({"NgayHenTra": "20160230000000"}, "11", "NgayHenTra"),
+        ({"TrangThaiHoSo": "11"}, "12", "TrangThaiHoSo '11'"),
+        ({"KenhThucHien": "4"}, "12", "KenhThucHien '4'"),
+        ({"DonViXuLy": "000.00.99.H62"}, "12", "DonViXuLy '000.00.99.H62'"),
+        ({"DonViXuLy": "H62"}, "13", "DonViXuLy 'H62'"),
+        ({"MaHoSo": "HS-0001"}, "13", "MaHoSo 'HS-0001'"),
+        ({"NgayHenTra": "20160101000000"}, "14", "Ngày hẹn trả trước ngày tiếp nhận"),
+        ({"LoaiDoiTuong": 1}, "17", "LoaiDoiTuong = 1"),
+    ],
+)
+def test_push_judges_each_record_and_names_the_field(changes, code, words):
+    with PortalSimulator() as sim:
+        session = login(sim)
+        good = pushed_dossier("000.00.03.H62-160105-0009")
+        bad = pushed_dossier(**changes)
+        answer = push(sim, session, [good, bad])
+        assert answer["error_code"] == "03" and answer["thanhcong"] == 1
+        assert answer["result"][0]["error_code"] == "00"
+        verdict = answer["result"][1]
+        assert verdict["MaHoSo"] == bad["MaHoSo"] and verdict["error_code"] == code
+        assert words in verdict["message"]
+        assert list(sim.pushed) == [good["MaHoSo"]]
+
+
+def test_push_inserts_only_new_dossiers_and_updates_only_known_ones():
+    with PortalSimulator() as sim:
+        session = login(sim)
+        assert push(sim, session, [pushed_dossier()], "True")["result"][0]["error_code"] == "16"
+        assert push(sim, session, [pushed_dossier()], "False")["error_code"] == "00"
+        assert push(sim, session, [pushed_dossier()], "False")["result"][0]["error_code"] == "15"
+        changed = pushed_dossier(TrangThaiHoSo="10", NgayTra="20160114090000")
+        assert push(sim, session, [changed], "True")["error_code"] == "00"
+        assert sim.pushed[changed["MaHoSo"]]["TrangThaiHoSo"] == "10"
+
+
+@pytest.mark.parametrize(
+    ("updating", "data", "word"),
+    [("yes", [pushed_dossier()], "isUpdating"), (None, [pushed_dossier()], "isUpdating"),
+     ("False", [], "data"), ("False", {"MaHoSo": "x"}, "data"),
+     ("False", [pushed_dossier()] * 1001, "tối đa 1000")],
+)
+def test_push_refuses_a_bad_call_as_02(updating, data, word):
+    with PortalSimulator() as sim:
+        answer = push(sim, login(sim), data, updating)
+        assert answer["error_code"] == "02" and word in answer["message"] and sim.pushed == {}
+
+
+def test_progress_steps_need_a_pushed_dossier_and_replace_a_resent_step():
+    with PortalSimulator() as sim:
+        session = login(sim)
+        step = {"MaHoSo": pushed_dossier()["MaHoSo"], "ThoiDiemXuLy": "20160106080000",
+                "TrangThai": "4", "NoiDungXuLy": "Chuyển phòng chuyên môn", "NguoiXuLy": ""}
+        early = push(sim, session, [step], None, "CapNhatTienDoHoSoMC")
+        assert early["result"][0]["error_code"] == "16"
+        push(sim, session, [pushed_dossier()])
+        bad = {**step, "ThoiDiemXuLy": "2016"}
+        answer = push(sim, session, [step, bad], None, "CapNhatTienDoHoSoMC")
+        assert [r["error_code"] for r in answer["result"]] == ["00", "11"]
+        push(sim, session, [{**step, "NoiDungXuLy": "Sửa"}], None, "CapNhatTienDoHoSoMC")
+        assert [s["NoiDungXuLy"] for s in sim.progress[step["MaHoSo"]]] == ["Sửa"]
+
+
+def test_push_needs_a_session_and_takes_faults(small):
+    assert push(small, "not-a-session", [pushed_dossier()])["error_code"] == "401"
+    small.inject("http_500")
+    body = {"session": login(small), "madonvi": PROVINCE, "service": "DongBoHoSoMC",
+            "isUpdating": "False", "data": [pushed_dossier()]}
+    assert post(small.url, "/api", body).status == 500 and small.pushed == {}
+    assert post(small.url, "/api", body).json()["error_code"] == "00"
