@@ -269,6 +269,39 @@ def test_catalogue_rule_checked_when_a_catalogue_is_given(capsys, files):
     assert not any("not checked" in n or "Chưa kiểm tra" in n for n in report["notes"])
 
 
+def test_catalogue_from_the_warehouse(capsys, files, monkeypatch, sqlite_url):
+    from datetime import UTC, date, datetime
+
+    from warehouse.db import create_engine, upgrade
+    from warehouse.schema import dim_procedure
+
+    upgrade(sqlite_url)
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(dim_procedure.insert(), [{
+            "procedure_code": "2.000111", "name": "Thủ tục khác", "field_code": "HT",
+            "agency_code": JUSTICE_AGENCY, "scope": "province", "published_on": date(2015, 5, 20),
+            "source_system": "file_drop", "batch_id": "test", "updated_at": datetime(2017, 1, 1, tzinfo=UTC)}])
+    engine.dispose()
+    monkeypatch.setenv("WAREHOUSE_URL", sqlite_url)
+
+    code, report = _findings(capsys, files["good.json"], "--warehouse")
+
+    assert code == 1  # 1.001234 is not in that warehouse's catalogue
+    assert _triples(report) == {(i, "MaTTHC", "procedure_code.in_catalogue") for i in range(1, 8)}
+
+
+def test_missing_dossier_code_is_one_finding(capsys, files):
+    path = files["good.json"].with_name("no_code.json")
+    path.write_text(json.dumps([{**CLEAN[0], "MaHoSo": ""}], ensure_ascii=False), encoding="utf-8")
+
+    code, report = _findings(capsys, path, "--lang", "en")
+
+    assert code == 1
+    assert [(f["field"], f["rule"], f["message"]) for f in report["findings"]] == [
+        ("MaHoSo", "dossier_code.required", "Dossier code (MaHoSo) is missing")]
+
+
 def test_procedures_are_detected_and_checked(capsys, files):
     code, report = _findings(capsys, files["procedures.json"])
 
