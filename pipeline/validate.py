@@ -497,7 +497,7 @@ def _read_xml(data: bytes) -> _Read:
             record.pop("_lgsp_message_id", None)
             record.pop("_lgsp_sender", None)
             records.append(record)
-    except etree.XMLSyntaxError as exc:  # after a schema stop, the rest was never parsed
+    except etree.XMLSyntaxError as exc:  # well-formedness past a schema stop is checked here
         raise UnreadableFile("xml", detail=_one_line(str(exc))) from None
     return _Read("xml", "utf-8", records, list(range(1, len(records) + 1)), records,
                  entity="dossier", file_findings=file_findings, notes=notes)
@@ -521,16 +521,16 @@ def _schema_findings(data: bytes, reason: str) -> list[tuple[int | None, str, st
     if tree.getroot().tag != f"{{{LGSP_NS}}}Message" or "validation root" in reason:
         raise UnreadableFile("xml_root", detail=reason)
     schema = load_message_schema()
-    if schema.validate(tree):  # cannot happen unless the two passes disagree: keep the reason
-        return [(None, _SCHEMA_ELEMENT.search(reason)[1] if _SCHEMA_ELEMENT.search(reason)
-                 else "Message", None, reason.removeprefix("schema: "))]
+    schema.validate(tree)
+    # Empty only if the two passes disagreed: then the streaming pass's reason stands, lineless.
+    errors = [(e.line or None, e.message) for e in schema.error_log] or [(None, reason)]
     found = []
-    for error in schema.error_log:
-        text = _SCHEMA_FACET.sub(lambda m: f"'{m['value']}' is not a valid value (pattern "
-                                           f"{m['pattern']})", error.message.replace(f"{{{LGSP_NS}}}", ""))
+    for line, message in errors:
+        text = _SCHEMA_FACET.sub(lambda m: f"'{m['value']}' is not a valid value (pattern {m['pattern']})",
+                                 message.replace(f"{{{LGSP_NS}}}", "").removeprefix("schema: "))
         element, value = _SCHEMA_ELEMENT.search(text), _SCHEMA_VALUE.search(text)
-        found.append((error.line or None, element[1] if element else "Message",
-                      value[1] if value else None, _one_line(text)))
+        found.append((line, element[1] if element else "Message", value[1] if value else None,
+                      _one_line(text)))
     return found
 
 
@@ -706,11 +706,10 @@ def load_catalogue(path: Path | str, lang: str = "vi") -> set[str]:
         read = read_file(path, entity="procedure")
     except UnreadableFile as exc:
         raise UnreadableFile("catalogue", file=path.name, detail=exc.message(lang)) from None
-    codes = {code_normalise(r.get("MaTTHC"), upper=True) for r in read.records}
-    codes.discard(None)
+    codes = {code for r in read.records if (code := code_normalise(r.get("MaTTHC"), upper=True))}
     if not codes:
         raise UnreadableFile("catalogue", file=path.name, detail="no MaTTHC")
-    return codes  # type: ignore[return-value]
+    return codes
 
 
 def catalogue_from_warehouse(url: str | None = None) -> set[str]:
