@@ -131,6 +131,11 @@ def _service_stat_frames(records, *, key: bytes, first_row: int, source_system: 
     return service_stats_to_frame(records, first_row=first_row), None
 
 
+def _exchange_frames(records, *, key: bytes, first_row: int, source_system: str):
+    from pipeline.exchange import exchange_frames
+    return exchange_frames(records, key=key, first_row=first_row, source_system=source_system)
+
+
 DOSSIERS = StreamPlan("dossier", _dossier_frames)
 PROCEDURES = StreamPlan("procedure", _procedure_frames)
 SERVICE_STATS = StreamPlan("service_stat", _service_stat_frames)
@@ -187,6 +192,11 @@ def _filedrop_connector(connection: ConnectionSettings, settings: PipelineSettin
     return FileDropConnector(folder, chunk_size=settings.chunk_size)
 
 
+def _exchange_reader(connection: ConnectionSettings, settings: PipelineSettings, on_page):
+    from pipeline.exchange import PackageReader
+    return PackageReader(connection.local_path, chunk_size=settings.chunk_size)
+
+
 SOURCES: dict[str, SourcePlan] = {
     # procedures first: dossiers are checked against the catalogue
     "national_portal": SourcePlan("national_portal", _portal_connector,
@@ -203,6 +213,10 @@ SOURCES: dict[str, SourcePlan] = {
     # Files are archived only once their batch is committed (`commit_files`).
     "file_drop": SourcePlan("file_drop", _filedrop_connector,
                             {"justice_csv": DOSSIERS, "service_stat": SERVICE_STATS}, windowed=False),
+    # A signed package of another warehouse (pipeline/exchange.py), verified by receive_package
+    # before this reader opens it; the applicant's keyed hash is carried, not recomputed.
+    "exchange": SourcePlan("exchange", _exchange_reader,
+                           {"dossiers": StreamPlan("dossier", _exchange_frames)}, windowed=False),
 }
 
 

@@ -578,3 +578,61 @@ ops_push = sa.Table(
     sa.CheckConstraint("status IN ('accepted', 'rejected')", name="status"),
     comment="Push to the national portal (DongBoHoSoMC, CapNhatTienDoHoSoMC): one row per dossier sent",
 )
+
+# ── exchange packages (pipeline/exchange.py, docs/INTERFACES.md §13) ───────────────────────────
+
+PACKAGE_DIRECTIONS = ("out", "in")
+PACKAGE_STATUSES = ("delivered", "failed", "accepted", "refused")
+
+ops_package = sa.Table(
+    "ops_package", metadata,
+    sa.Column("message_id", sa.String(32), primary_key=True,
+              comment=("Mã thông điệp (băm của bên gửi, bên nhận và nội dung) / Message id (digest of sender, "
+                       "receiver and body)")),
+    sa.Column("direction", sa.String(3), primary_key=True,
+              comment="Chiều: out (gửi đi), in (nhận về) / Direction: out (published), in (received)"),
+    sa.Column("sender", AGENCY_CODE,
+              comment="Mã cơ quan gửi / Sending agency code"),
+    sa.Column("receiver", AGENCY_CODE,
+              comment="Mã cơ quan nhận / Receiving agency code"),
+    sa.Column("created_at", UtcDateTime,
+              comment="Thời điểm tạo gói (UTC) / Package creation time (UTC)"),
+    sa.Column("dossier_count", sa.Integer,
+              comment="Số hồ sơ trong gói / Dossiers in the package"),
+    sa.Column("body_sha256", sa.String(64),
+              comment="SHA-256 của message.xml / SHA-256 of message.xml"),
+    sa.Column("key_id", sa.String(64),
+              comment="Mã khóa ký (Ed25519) / Signing key id (Ed25519)"),
+    sa.Column("status", sa.String(16), nullable=False,
+              comment=("Trạng thái: delivered, failed (gửi), accepted, refused (nhận) / Status: delivered, failed "
+                       "(out), accepted, refused (in)")),
+    sa.Column("reason", sa.Text,
+              comment="Lý do từ chối hoặc lỗi gửi / Reason of a refusal or a failed delivery"),
+    sa.Column("path", sa.Text,
+              comment="Tệp gói (hộp thư đi hoặc tệp nhận) / Package file (outbox or received file)"),
+    sa.Column("batch_id", BATCH_ID,
+              comment="Lô nạp các hồ sơ của gói đã nhận / Batch that loaded a received package"),
+    sa.Column("delivered_at", UtcDateTime,
+              comment="Thời điểm gửi thành công (UTC) / Time delivered (UTC)"),
+    sa.Column("receipt", sa.Text,
+              comment=("Biên nhận gửi (JSON: hộp thư đi, phản hồi HTTP) / Delivery receipts (JSON: outbox, HTTP "
+                       "answer)")),
+    sa.Column("recorded_at", UtcDateTime, nullable=False,
+              comment="Thời điểm ghi nhận (UTC) / Time recorded (UTC)"),
+    sa.CheckConstraint("direction IN ('out', 'in')", name="direction"),
+    sa.CheckConstraint("status IN ('delivered', 'failed', 'accepted', 'refused')", name="status"),
+    comment="Exchange packages published (out) and received (in), with delivery receipts",
+)
+
+ops_package_dossier = sa.Table(
+    "ops_package_dossier", metadata,
+    sa.Column("receiver", AGENCY_CODE, primary_key=True,
+              comment="Mã cơ quan nhận / Receiving agency code"),
+    sa.Column("dossier_code", DOSSIER_CODE, primary_key=True,
+              comment="Mã hồ sơ / Dossier code"),
+    sa.Column("digest", sa.String(64), nullable=False,
+              comment="SHA-256 của bản hồ sơ đã gửi / SHA-256 of the version sent"),
+    sa.Column("message_id", sa.String(32), nullable=False,
+              comment="Gói đã mang bản này / Package that carried it"),
+    comment="The version of each dossier last delivered to each receiver: only a changed one is sent again",
+)
