@@ -28,11 +28,19 @@ class IndicatorDef:
 
 
 def load_indicator_defs() -> dict[str, IndicatorDef]:
-    """The indicators of standards/indicators.yaml, in the file's order."""
+    """The indicators of standards/indicators.yaml, in the file's order.
+
+    Every formula is built once here, so a formula naming an unknown base, column or code fails at
+    load with its one-line IndicatorDefinitionError, not in the middle of a report.
+    """
+    definitions = standards.load_indicators()
+    for d in definitions:
+        if d.get("formula"):
+            build_select(d)
     return {d["id"]: IndicatorDef(d["id"], d["name_vi"], d["name_en"], d["unit"],
                                   "date" if "date" in d["grain"]["periods"] else "month",
                                   d["kind"], d)
-            for d in standards.load_indicators()}
+            for d in definitions}
 
 
 INDICATORS: dict[str, IndicatorDef] = load_indicator_defs()

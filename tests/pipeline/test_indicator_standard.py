@@ -41,6 +41,7 @@ last month, or no due date) or past due:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -51,7 +52,8 @@ import sqlalchemy as sa
 import yaml
 
 import standards
-from pipeline.indicators import INDICATORS, IndicatorValue, compute_indicators
+from pipeline.indicators import INDICATORS, IndicatorValue, compute_indicators, refresh_marts
+from pipeline.report import render_report
 from pipeline.sync import service_stats_to_frame
 from tests.warehouse.frames import dossier, dossier_frame, local, procedure, procedure_frame
 from warehouse.db import create_engine, upgrade
@@ -324,6 +326,19 @@ def test_the_report_gives_what_the_views_give(province):
             from_report = sorted((v.period, v.agency_code or "", v.dimension or "", round(float(v.value), 2))
                                  for v in values if v.indicator == definition.id)
             assert from_report == from_views, definition.id
+
+
+def test_the_report_and_the_marts_list_every_indicator(province):
+    """`lienthong report --indicator <id> --format json` answers for every id of the standard, and
+    refresh_marts materialises every indicator that has a value in the data set."""
+    for indicator in INDICATORS:
+        rows = json.loads(render_report(fmt="json", indicator=indicator, engine=province))
+        assert rows, indicator
+        assert {r["indicator"] for r in rows} == {indicator}
+    refresh_marts(province)
+    with province.connect() as conn:
+        stored = set(conn.execute(sa.text("SELECT DISTINCT indicator FROM mart_indicator")).scalars())
+    assert stored == set(INDICATORS)
 
 
 def test_the_migration_made_a_view_per_formula(warehouse_url):
