@@ -239,8 +239,8 @@ def push_national_portal(engine: sa.Engine, connection: ConnectionSettings, *,
     if dry_run:
         for row in rows:
             dossier_to_portal(row)  # a row the push could not shape fails the dry run as well
-        events = _events_of(engine, [r["dossier_code"] for r in rows]) if rows else {}
-        outcome.steps = sum(len(steps) for steps in events.values())
+        for chunk in _chunks([r["dossier_code"] for r in rows], chunk_size):
+            outcome.steps += sum(len(steps) for steps in _events_of(engine, chunk).values())
         return outcome
     with PortalConnector(connection, timeout=settings.http_timeout,
                          max_retries=settings.max_retries) as portal:

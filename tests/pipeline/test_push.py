@@ -205,6 +205,22 @@ def test_a_rejected_dossier_is_reported_kept_unpushed_and_sent_again_once_correc
     assert push(engine, empty_portal).sent == 0
 
 
+def test_a_dossier_the_portal_already_has_is_sent_again_as_an_update(engine, empty_portal):
+    # e.g. the portal stored a push whose answer was lost: the insert is refused as "15"
+    first = push(engine, empty_portal, limit=3)
+    code = sorted(empty_portal.pushed)[0]
+    with engine.begin() as conn:
+        conn.execute(sa.delete(ops_push).where(ops_push.c.dossier_code == code))
+    plant(engine, code, status=9)
+    again = push(engine, empty_portal)
+    refused = [r for r in again.rejected if r.dossier_code == code]
+    assert first.accepted == 3 and [r.error_code for r in refused] == ["15"]
+    assert rows(engine, ops_push)[code]["on_portal"]
+    healed = push(engine, empty_portal)
+    assert (healed.updates, healed.accepted, healed.rejected) == (1, 1, [])
+    assert empty_portal.pushed[code]["TrangThaiHoSo"] == "9"
+
+
 def test_transient_failures_and_an_expired_session_are_retried(engine, empty_portal):
     empty_portal.inject("http_500", "expired_session", "http_429")
     outcome = push(engine, empty_portal, limit=20, chunk_size=10)
