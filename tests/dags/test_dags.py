@@ -88,3 +88,11 @@ def test_push_dag_follows_the_warehouse_dossiers(dagbag):
     assert "lienthong://warehouse/dossiers" in str(dag.timetable.asset_condition)
     assert set(dag.task_ids) == {"push_dossiers"} and dag.max_active_runs == 1
     assert dag.doc_md and dag.dag_id in dag.fileloc
+
+
+def test_exchange_publishes_one_mapped_task_per_receiver_and_receives_the_inbox(dagbag):
+    dag = dagbag.dags["exchange"]
+    assert dag.get_task("receivers").downstream_task_ids == {"publish"}
+    assert type(dag.get_task("publish")).__name__.endswith("MappedOperator")  # one task instance per receiver
+    assert [a.uri for a in dag.get_task("receive_packages").outlets] == ["lienthong://warehouse/dossiers"]
+    assert dag.doc_md and dag.dag_id in dag.fileloc

@@ -391,3 +391,59 @@ def test_keys_generate_writes_a_pair_that_signs_and_verifies(tmp_path, capsys):
     assert (tmp_path / "dpi-2026.key.pem").stat().st_mode & 0o077 == 0
     assert main(["keys", "generate", "--out", str(tmp_path), "--agency", "000.00.04.H62",
                  "--key-id", "dpi-2026"]) == 1  # never overwrites a key
+
+
+def test_a_hostile_dtd_fetches_nothing_even_in_a_signed_package(agency_province, source_url, keys, tmp_path):
+    from simulators.lgsp import RecordingServer
+
+    agency, procedures, _ = agency_province
+    signing, trusted, _ = keys
+    published = _publish(source_url, agency, signing, tmp_path / "outbox")
+    manifest, body = _parts(tmp_path / "outbox" / f"{published.message_id}.zip")
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    catalogue_warehouse(target, procedures)
+    with RecordingServer() as server:
+        hostile = body.replace(b"?>", f'?>\n<!DOCTYPE Message [<!ENTITY % p SYSTEM "{server.url}/x.dtd"> %p;]>'
+                               .encode(), 1)
+        package = _write(tmp_path / "hostile.zip", _resign(manifest, hostile, signing), hostile)
+        with pytest.raises(PackageRefused, match="message.xml"):
+            _receive(target, package, trusted)
+        assert server.requests == []
+    assert _count(target, "SELECT count(*) FROM fact_dossier") == 0
+
+
+def test_publish_and_inbox_from_the_configuration(agency_province, source_url, keys, tmp_path, monkeypatch,
+                                                  capsys):
+    from pipeline.exchange import receive_inbox
+
+    agency, procedures, _ = agency_province
+    signing, _, _ = keys
+    key_file = tmp_path / "k1.key.pem"
+    generate_keypair(tmp_path / "agency", SENDER, "k2")
+    key_file.write_bytes((tmp_path / "agency" / "k2.key.pem").read_bytes())
+    monkeypatch.setenv("WAREHOUSE_URL", source_url)
+    monkeypatch.setenv("LIENTHONG_PSEUDONYM_KEY", TEST_KEY)
+    monkeypatch.setenv("LIENTHONG_SIGNING_KEY", str(key_file))
+    monkeypatch.setenv("LIENTHONG_SIGNING_KEY_ID", "k2")
+    monkeypatch.setenv("LIENTHONG_EXCHANGE_RECEIVERS", agency)
+    monkeypatch.setenv("LIENTHONG_OUTBOX", str(tmp_path / "inbox"))
+    monkeypatch.delenv("LIENTHONG_DEBUG", raising=False)
+    assert main(["publish"]) == 0
+    assert "delivered" in capsys.readouterr().out
+    assert main(["publish"]) == 0
+    assert "nothing published" in capsys.readouterr().out
+    [package] = list((tmp_path / "inbox").glob("*.zip"))
+    manifest, body = _parts(package)
+    _write(tmp_path / "inbox" / "0-tampered.zip", *_flip_one_byte(manifest, body, keys))
+
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    catalogue_warehouse(target, procedures)
+    monkeypatch.setenv("WAREHOUSE_URL", target)
+    monkeypatch.setenv("LIENTHONG_TRUSTED_KEYS", str(tmp_path / "agency" / "trusted"))
+    done = receive_inbox(tmp_path / "inbox")
+    assert done["accepted"] == [package.name]
+    assert done["refused"] == ["0-tampered.zip: body SHA-256 does not match the manifest"]
+    assert (tmp_path / "inbox" / "received" / package.name).exists()
+    assert (tmp_path / "inbox" / "refused" / "0-tampered.zip.reason.txt").read_text().startswith("refused: body")
+    assert list((tmp_path / "inbox").glob("*.zip")) == []
+    assert _count(target, "SELECT count(*) FROM fact_dossier") == manifest["dossier_count"]
