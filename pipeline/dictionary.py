@@ -280,8 +280,8 @@ def _view_entry(name: str, doc: str, columns: list[str], tables: list[str],
 
 def _relation_markdown(relation: dict[str, Any]) -> list[str]:
     kind = "view" if relation["kind"] == "view" else "table"
-    out = [f"### `{relation['name']}`", "", f"*{kind}* — {_cell(relation['vi'])}", "",
-           _cell(relation["en"]), ""]
+    title = f"*{kind}* — {_cell(relation['vi'])}" if relation["vi"] else f"*{kind}*"
+    out = [f"### `{relation['name']}`", "", title, "", _cell(relation["en"]), ""]
     if relation["kind"] == "view":
         out += ["| column | Ý nghĩa (vi) | Meaning (en) |", "|---|---|---|"]
         for column in relation["columns"]:
