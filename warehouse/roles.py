@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from warehouse.db import create_engine
+from warehouse.indicator_sql import indicator_views
 from warehouse.schema import fact_dossier, metadata, ops_batch, ops_quarantine
 from warehouse.views import VIEWS
 
@@ -173,7 +174,7 @@ def _ensure_roles(conn: sa.Connection, names: RoleNames, agency_roles: dict[str,
 def _grant(conn: sa.Connection, names: RoleNames) -> list[str]:
     """Revoke everything the three group roles hold on the warehouse, then grant what each needs.
 
-    Returns the views of warehouse.views that are missing from the database (not granted);
+    Returns the views (warehouse.views and the indicator views) missing from the database (not granted);
     tables of the metadata not yet migrated are skipped as well.
     """
     q = _quoter(conn)
@@ -184,8 +185,10 @@ def _grant(conn: sa.Connection, names: RoleNames) -> list[str]:
 
     inspector = sa.inspect(conn)
     present = set(inspector.get_view_names())
-    views = [view.name for view in VIEWS if view.name in present]
-    missing = [view.name for view in VIEWS if view.name not in present]
+    # the hand-written views and the indicator standard's generated mart_<id> views (migration 0005)
+    known = [view.name for view in (*VIEWS, *indicator_views())]
+    views = [name for name in known if name in present]
+    missing = [name for name in known if name not in present]
     existing_tables = set(inspector.get_table_names())
     tables = [name for name in metadata.tables if name in existing_tables]
     readable = [t for t in tables if t.startswith(("dim_", "fact_", "mart_")) and t != fact_dossier.name]

@@ -174,6 +174,10 @@ def test_the_reporter_reads_the_marts_but_not_the_quarantine_payloads(warehouse)
         ("b1", 1)
     ]
     assert warehouse.scalar(reporter, "SELECT count(*) FROM mart_indicator") == 0
+    # the indicator standard's generated views (migration 0005) too: the province's received dossiers
+    assert warehouse.scalar(
+        reporter, "SELECT sum(value) FROM mart_dossiers_received WHERE scope = 'province' AND period_kind = 'month'"
+    ) == 5
 
 
 @postgres
