@@ -99,3 +99,17 @@ class LoopbackServer:
     @property
     def url(self) -> str:
         return f"http://{self._host}:{self.port}"
+
+
+def serve_until_interrupted(server: LoopbackServer) -> int:
+    """Start `server`, print its URL, serve until Ctrl-C; the command's exit code."""
+    import time
+
+    with server:
+        print(server.url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0

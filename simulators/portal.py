@@ -17,7 +17,7 @@ from typing import Any
 
 import standards
 from simulators.generator import load_records
-from simulators.loopback import LoopbackHandler, LoopbackServer
+from simulators.loopback import LoopbackHandler, LoopbackServer, serve_until_interrupted
 
 __all__ = ["FAULTS", "PortalSimulator", "main"]
 
@@ -504,14 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
     )
-    with portal:
-        print(portal.url, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-    return 0
+    return serve_until_interrupted(portal)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,17 @@ def test_commune_reports_hold_the_counts_except_the_planted_mismatches(built):
     assert gaps == expected
     assert len(truth["planted"]) == 7
     assert {(p["commune_code"], p["month"], p["procedure_code"]) for p in truth["planted"]} == {g[:3] for g in gaps}
+
+
+def test_the_cli_splits_a_province_and_refuses_to_serve_an_empty_feed(built, tmp_path, capsys):
+    from pipeline.cli import main
+
+    data, _, sources = built
+    assert main(["simulate", "sources", "--data-dir", str(data), "--out", str(tmp_path / "s"), "--seed", "11"]) == 0
+    out = capsys.readouterr().out
+    assert f"LGSP {sources['records']['lgsp']} in {sources['lgsp_messages']} messages" in out
+    assert json.loads((tmp_path / "s" / "ground_truth.json").read_text())["sources"] == sources
+
+    assert main(["simulate", "lgsp", "--sources-dir", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no messages" in err[0] and err[0].startswith("lienthong: error:")
