@@ -126,6 +126,9 @@ def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: boo
         _say("LIENTHONG_PSEUDONYM_KEY not set: using the development key (demo only)")
     warehouse = warehouse_url()
     os.environ["WAREHOUSE_URL"] = warehouse
+    # Great Expectations Data Docs of the batches' validations, linked from the HTML report
+    os.environ.setdefault("LIENTHONG_DATA_DOCS", "1")
+    os.environ.setdefault("LIENTHONG_GX_DIR", str(var_dir / "gx"))
     shown = make_url(warehouse).render_as_string(hide_password=True)
 
     started = time.monotonic()

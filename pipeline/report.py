@@ -105,22 +105,41 @@ def _table(values: list[IndicatorValue]) -> str:
 
 
 def quality_summary(engine: sa.Engine) -> list[str]:
-    """Loaded, quarantined by rule, and the latest batches."""
+    """Loaded (by source, with merged dossiers), quarantined by rule, report gaps, each stream's latest batch."""
+    from pipeline.indicators import reconciliation_gaps
+
     lines = []
     with engine.connect() as conn:
         dossiers = conn.execute(sa.text("SELECT count(*) FROM fact_dossier")).scalar()
         procedures = conn.execute(sa.text("SELECT count(*) FROM dim_procedure")).scalar()
+        by_source = conn.execute(sa.text(
+            "SELECT source_system, count(*) FROM fact_dossier GROUP BY source_system ORDER BY 2 DESC")).all()
+        merged = conn.execute(sa.text(
+            "SELECT count(*) FROM (SELECT dossier_code FROM fact_dossier_source GROUP BY dossier_code "
+            "HAVING count(DISTINCT source_system) > 1) m")).scalar()
         rules: dict[str, int] = {}
         for (text,) in conn.execute(sa.text("SELECT failed_rules FROM ops_quarantine")):
             for rule in json.loads(text):
                 rules[rule] = rules.get(rule, 0) + 1
+        gaps = reconciliation_gaps(conn)
         batches = conn.execute(sa.text(
             "SELECT source, stream, status, rows_read, rows_loaded, rows_quarantined, rows_deduplicated "
-            "FROM ops_batch ORDER BY started_at DESC LIMIT 4")).all()
+            "FROM ops_batch ORDER BY started_at DESC")).all()
     lines.append(f"Warehouse: {procedures:,} procedures, {dossiers:,} dossiers")
+    if by_source:
+        lines.append("Dossiers by the source whose record won: "
+                     + ", ".join(f"{system} {n:,}" for system, n in by_source)
+                     + f"; {merged:,} merged from more than one source (fact_dossier_source)")
     if rules:
         lines.append("Quarantined rows by rule: " + ", ".join(f"{r} {n}" for r, n in sorted(rules.items())))
-    for b in batches:
+    if gaps:
+        cells = {(g.detail or {}).get("commune_code", "") + g.period for g in gaps}
+        lines.append(f"Communes' reports vs dossiers: {len(gaps)} differences in {len(cells)} commune-months "
+                     "(lienthong report --indicator reconciliation_gap --format json)")
+    latest = {}
+    for b in batches:  # newest first: the first of each stream is its latest batch
+        latest.setdefault((b.source, b.stream), b)
+    for b in latest.values():
         lines.append(f"  batch {b.source}.{b.stream} {b.status}: read {b.rows_read}, loaded {b.rows_loaded} "
                      f"({b.rows_deduplicated} duplicates merged), quarantined {b.rows_quarantined}")
     return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,12 @@ def test_demo_runs_every_dag_through_airflow(tmp_path, monkeypatch, capsys):
     assert run_demo(filler_dossiers=1500, var_dir=tmp_path) == 0
     out = capsys.readouterr().out
     assert "Procedures in force on 2017-08-31: 1,975" in out
+    # the cross-source duplicates merged and the report mismatches found, as the ground truth says
+    truth = json.loads((tmp_path / "sim" / "sources" / "ground_truth.json").read_text(encoding="utf-8"))["sources"]
+    assert f"; {len(truth['cross_source_duplicates'])} merged from more than one source" in out
+    gaps = truth["reconciliation"]["expected_gaps"]
+    cells = {(g["commune_code"], g["month"]) for g in gaps}
+    assert f"Communes' reports vs dossiers: {len(gaps)} differences in {len(cells)} commune-months" in out
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         batches = conn.execute(sa.text("SELECT source, stream, status FROM ops_batch")).all()
