@@ -459,20 +459,11 @@ class HttpJsonConnector(Connector):
 
     def _fetch_page(self, spec: HttpStreamSpec, window: Window | None, page: int) -> Page:
         """One page; on an expired session log in again once and ask for the same page."""
-        where = f"{spec.label} page {page}"
-        for fresh_login in (False, True):
-            session = self._ensure_session()
-            path, body = self.page_request(spec, window, page, session)
-            try:
-                return self.parse_page(spec, self.post_json(path, body, where), where)
-            except SessionExpired as exc:
-                self._forget_session()
-                if fresh_login:
-                    raise SourceAuthError(
-                        self.source, where, f"session rejected again after a new login ({exc})"
-                    ) from None
-                log.info("%s %s: session expired (%s); logging in again", self.source, where, exc)
-        raise AssertionError("unreachable")
+        return self.post_in_session(
+            lambda session: self.page_request(spec, window, page, session),
+            lambda answer, where: self.parse_page(spec, answer, where),
+            f"{spec.label} page {page}",
+        )
 
     def _ensure_session(self) -> str | None:
         if not self._has_session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, ClassVar
 
 from connectors.base import (
@@ -120,16 +121,7 @@ class PortalConnector(HttpJsonConnector):
 
     def parse_page(self, spec: HttpStreamSpec, answer: Any, where: str) -> Page:
         """Check a sync answer (`error_code` "00", `tongso`, `result`); "401" → session expired."""
-        if not isinstance(answer, dict):
-            raise SourceProtocolError(
-                self.source, where, f"answer is a JSON {type(answer).__name__}, not an object"
-            )
-        code = answer.get("error_code")
-        message = one_line(answer.get("message") or "no message", 120)
-        if str(code) == "401":
-            raise SessionExpired(f"error_code '401': {message}")
-        if code != "00":
-            raise SourceProtocolError(self.source, where, f"error_code {code!r}: {message}")
+        self._check_answer(answer, where, ("00",))
         missing = [name for name in ("tongso", "result") if name not in answer]
         if missing:
             keys = " and ".join(repr(name) for name in missing)
@@ -185,7 +177,12 @@ class PortalConnector(HttpJsonConnector):
             )
         return results
 
-    def _parse_push(self, answer: Any, where: str) -> list[dict[str, Any]]:
+    def _check_answer(self, answer: Any, where: str, accepted: Collection[str]) -> None:
+        """The portal's answer envelope: a JSON object whose `error_code` is one of `accepted`.
+
+        "401" means the session expired (the caller logs in again); any other code is the
+        portal's refusal, reported with its message.
+        """
         if not isinstance(answer, dict):
             raise SourceProtocolError(
                 self.source, where, f"answer is a JSON {type(answer).__name__}, not an object"
@@ -194,8 +191,11 @@ class PortalConnector(HttpJsonConnector):
         message = one_line(answer.get("message") or "no message", 120)
         if str(code) == "401":
             raise SessionExpired(f"error_code '401': {message}")
-        if code not in PUSH_ANSWER_CODES:
+        if code not in accepted:
             raise SourceProtocolError(self.source, where, f"error_code {code!r}: {message}")
+
+    def _parse_push(self, answer: Any, where: str) -> list[dict[str, Any]]:
+        self._check_answer(answer, where, PUSH_ANSWER_CODES)
         results = answer.get("result")
         if not isinstance(results, list) or not all(
             isinstance(r, dict) and isinstance(r.get("error_code"), str) for r in results
