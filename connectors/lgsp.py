@@ -123,16 +123,21 @@ def check_message(source: IO[bytes]) -> MessageHeader:
 def iter_dossiers(source: IO[bytes], header: MessageHeader) -> Iterator[dict[str, Any]]:
     """The Dossier elements of a checked message as portal-shaped dicts, streaming.
 
-    Each dict has every field of `DOSSIER_FIELDS` ("" when absent) plus `_lgsp_message_id` and
-    `_lgsp_sender`.
+    Each dict has every field of `DOSSIER_FIELDS` ("" when absent), `QuaTrinhXuLy` (the steps as
+    portal step dicts, [] when absent), `_lgsp_message_id` and `_lgsp_sender`.
     """
     cut = len(_NS)
     # The message passed the schema: a Dossier's children are its fields, all in the namespace.
     parsed = etree.iterparse(source, events=("end",), tag=_DOSSIER, remove_comments=True, remove_pis=True, **_SAFE)
     for _, element in parsed:
-        record = dict.fromkeys(DOSSIER_FIELDS, "")
+        record: dict[str, Any] = dict.fromkeys(DOSSIER_FIELDS, "")
+        record["QuaTrinhXuLy"] = []
         for child in element:
-            record[child.tag[cut:]] = child.text or ""
+            name = child.tag[cut:]
+            if name == "QuaTrinhXuLy":  # the processing steps: each Buoc's children are its fields
+                record[name] = [{field.tag[cut:]: field.text or "" for field in step} for step in child]
+            else:
+                record[name] = child.text or ""
         record["_lgsp_message_id"] = header.message_id
         record["_lgsp_sender"] = header.sender
         _release(element)

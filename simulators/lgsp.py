@@ -43,6 +43,8 @@ REQUIRED_FIELDS = frozenset(
     {"MaHoSo", "MaTTHC", "DonViXuLy", "KenhThucHien", "LoaiDoiTuong", "TrangThaiHoSo", "NgayTiepNhan",
      "NgayCapNhat"}
 )
+# The Step children of the schema (a QuaTrinhXuLy item), in the schema's order.
+STEP_FIELDS = ("ThoiDiemXuLy", "TrangThai", "NoiDungXuLy", "NguoiXuLy", "ChucDanh", "PhongBanXuLy")
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 FAULTS = ("http_500", "http_429")
@@ -86,6 +88,15 @@ def build_message(
             text = "" if value is None else str(value)
             if text or field in REQUIRED_FIELDS:
                 etree.SubElement(dossier, _q(field)).text = text
+        steps = record.get("QuaTrinhXuLy") or []
+        if steps:
+            history = etree.SubElement(dossier, _q("QuaTrinhXuLy"))
+            for step in steps:
+                element = etree.SubElement(history, _q("Buoc"))
+                for field in STEP_FIELDS:
+                    text = str(step.get(field) or "")
+                    if text or field in ("ThoiDiemXuLy", "TrangThai"):
+                        etree.SubElement(element, _q(field)).text = text
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 

@@ -252,3 +252,20 @@ def test_large_message_is_read_with_flat_memory():
     # memory follows the chunk, not the message: ten times the dossiers, about the same peak
     assert large_peak < 4_000_000
     assert large_peak < 1.5 * small_peak + 500_000
+
+
+def test_processing_steps_travel_with_the_dossier_and_become_its_events():
+    steps = [
+        {"ThoiDiemXuLy": "20160101080000", "TrangThai": "2", "NoiDungXuLy": "Tiếp nhận hồ sơ",
+         "NguoiXuLy": "Nguyễn Thu Trang", "ChucDanh": "Cán bộ một cửa", "PhongBanXuLy": ""},
+        {"ThoiDiemXuLy": "20160104100000", "TrangThai": "10", "NoiDungXuLy": "Trả kết quả",
+         "NguoiXuLy": "", "ChucDanh": "", "PhongBanXuLy": "Bộ phận một cửa"},
+    ]
+    msg = build_message([dossier(1, QuaTrinhXuLy=steps), dossier(2)], SENDER, RECEIVER, "m-steps")
+    with LgspSimulator([msg]) as feed, connector(feed) as conn:
+        records = read_all(conn)
+    assert records[0]["QuaTrinhXuLy"] == [{k: v for k, v in step.items() if v} for step in steps]
+    assert records[1]["QuaTrinhXuLy"] == []
+    _, events = dossiers_to_frames(records, key=b"k")
+    assert events["status"].tolist() == [2, 10]
+    assert events["dossier_code"].nunique() == 1

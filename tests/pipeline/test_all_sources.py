@@ -30,6 +30,23 @@ def _indicators(url: str) -> dict[tuple, float]:
         engine.dispose()
 
 
+def _events(url: str) -> dict[str, list[tuple]]:
+    """Each dossier's processing steps (status, UTC instant) in order, whatever the database."""
+    from warehouse.schema import fact_dossier_event as event
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            steps: dict[str, list[tuple]] = defaultdict(list)
+            query = sa.select(event.c.dossier_code, event.c.status, event.c.occurred_at).order_by(
+                event.c.dossier_code, event.c.seq)
+            for code, status, at in conn.execute(query):
+                steps[code].append((status, at.isoformat()))
+            return dict(steps)
+    finally:
+        engine.dispose()
+
+
 def _refresh(url: str) -> None:
     from pipeline.indicators import refresh_marts
     from warehouse.db import create_engine
@@ -42,8 +59,8 @@ def _refresh(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def portal_only(province_records, tmp_path_factory) -> dict[tuple, float]:
-    """The indicators of the same province served whole by the portal (SQLite)."""
+def portal_only(province_records, tmp_path_factory) -> tuple[dict[tuple, float], dict[str, list[tuple]]]:
+    """The indicators and dossier steps of the same province served whole by the portal (SQLite)."""
     from simulators.portal import PortalSimulator
 
     procedures, dossiers = province_records
@@ -51,7 +68,7 @@ def portal_only(province_records, tmp_path_factory) -> dict[tuple, float]:
     with PortalSimulator(procedures=procedures, dossiers=dossiers) as portal:
         run_sync(url, portal)
     _refresh(url)
-    return _indicators(url)
+    return _indicators(url), _events(url)
 
 
 def test_all_sources_give_the_portal_only_warehouse(warehouse_url, sources, portal_only, tmp_path, capsys,
@@ -91,7 +108,12 @@ def test_all_sources_give_the_portal_only_warehouse(warehouse_url, sources, port
     # every indicator over all sources equals the portal-only one: nothing counted twice or lost
     everything = _indicators(warehouse_url)
     gaps = {key: value for key, value in everything.items() if key[0] == "reconciliation_gap"}
-    assert {k: v for k, v in everything.items() if k[0] != "reconciliation_gap"} == portal_only
+    indicators, steps = portal_only
+    assert {k: v for k, v in everything.items() if k[0] != "reconciliation_gap"} == indicators
+    # and the same processing steps, except for the Justice Department's legacy export, which has none
+    legacy = {code for code, system in winners.items() if system == "file_drop"}
+    assert legacy and not set(_events(warehouse_url)) & legacy
+    assert _events(warehouse_url) == {code: s for code, s in steps.items() if code not in legacy}
 
     # the planted report mismatches, and only those, are reconciliation gaps
     expected = {(g["month"], g["procedure_code"], f"{g['commune_code']}/{g['measure']}"): g["reported"] - g["counted"]
