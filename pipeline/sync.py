@@ -340,6 +340,7 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
                 f"{source}.{stream}: {rows_bad} of {rows_read} rows failed quality "
                 f"(over the {settings.max_quarantine_rate:.1%} threshold of LIENTHONG_MAX_QUARANTINE_RATE)")
         result = writer.commit(watermark)
+        gate.finish()  # Data Docs of this batch's validations, when LIENTHONG_DATA_DOCS is on
         # Only once the batch is safely committed: acknowledge the cursor, archive the files read.
         if getattr(connector, "last_cursor", None) is not None:
             connector.ack(connector.last_cursor)

@@ -168,6 +168,11 @@ def keeper_for(gate: Any, suite: gx.ExpectationSuite,
     return keeper
 
 
+def build_kept(keeper: ResultKeeper) -> None:
+    """Build a keeper's Data Docs now; logged, never raised. Building again adds only new runs."""
+    _build_quietly(keeper)
+
+
 def _build_quietly(keeper: ResultKeeper) -> None:
     try:
         index = keeper.build()

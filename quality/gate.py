@@ -83,6 +83,11 @@ class QualityGate:
         # LIENTHONG_DATA_DOCS=1: every chunk's result is kept for Data Docs (quality/datadocs.py).
         self._results = datadocs.keeper_for(self, self.suite)
 
+    def finish(self) -> None:
+        """Build the Data Docs of this gate's validations now (when kept), not when the gate is freed."""
+        if self._results is not None:
+            datadocs.build_kept(self._results)
+
     def split(self, frame: pd.DataFrame) -> QualityResult:
         """Split one chunk into good rows and bad rows, each bad row with every rule it broke."""
         rows = _row_ids(frame)

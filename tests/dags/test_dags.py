@@ -60,9 +60,14 @@ def test_demo_runs_every_dag_through_airflow(tmp_path, monkeypatch, capsys):
     url = f"sqlite:///{tmp_path / 'warehouse.db'}"
     monkeypatch.setenv("WAREHOUSE_URL", url)
     monkeypatch.delenv("AIRFLOW_HOME", raising=False)
+    # what run_demo sets for itself, set here so that it is undone after the test
+    monkeypatch.setenv("LIENTHONG_DATA_DOCS", "1")
+    monkeypatch.setenv("LIENTHONG_GX_DIR", str(tmp_path / "gx"))
+    monkeypatch.setenv("LIENTHONG_PSEUDONYM_KEY", "lienthong-demo-key-not-for-production")
     assert run_demo(filler_dossiers=1500, var_dir=tmp_path) == 0
     out = capsys.readouterr().out
     assert "Procedures in force on 2017-08-31: 1,975" in out
+    assert (tmp_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
     # the cross-source duplicates merged and the report mismatches found, as the ground truth says
     truth = json.loads((tmp_path / "sim" / "sources" / "ground_truth.json").read_text(encoding="utf-8"))["sources"]
     assert f"; {len(truth['cross_source_duplicates'])} merged from more than one source" in out
