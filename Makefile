@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)
 .PHONY: demo test install lint clean help
 
 help:
-	@echo "make demo   run both DAGs through Airflow on the simulated portal and print the report"
+	@echo "make demo   run every source's DAG through Airflow on the simulated province and print the report"
 	@echo "make test   run the test suite (PostgreSQL tests use TEST_POSTGRES_URL)"
 	@echo "make lint   ruff over the packages"
 
