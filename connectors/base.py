@@ -60,6 +60,21 @@ PORTAL_DOSSIER_REQUIRED = (
     "MaHoSo", "MaTTHC", "DonViXuLy", "KenhThucHien", "LoaiDoiTuong", "NgayTiepNhan", "TrangThaiHoSo", "NgayCapNhat",
 )
 
+# The portal record's fields (docs/INTERFACES.md §1) that sources fill and files may name as
+# headers; `LePhi` is the fees in total, for a source that keeps no list of them (DanhSachLePhi).
+PORTAL_DOSSIER_FIELDS = (
+    "MaHoSo", "MaTTHC", "TenTTHC", "MaLinhVuc", "TenLinhVuc", "SoBienNhan", "ChuHoSo",
+    "LoaiDoiTuong", "MaDoiTuong", "ThongTinKhac", "Email", "Fax", "SoDienThoai", "TrichYeuHoSo",
+    "NgayTiepNhan", "NgayHenTra", "TrangThaiHoSo", "NgayTra", "ThongTinTra", "HinhThuc",
+    "NgayKetThucXuLy", "DonViXuLy", "GhiChu", "KenhThucHien", "SoGiayToChuHoSo", "NoiNopHoSo",
+    "HoSoCoThanhPhanSoHoa", "TaiKhoanDuocXacThucVoiVNeID", "DuocThanhToanTrucTuyen", "NgayTuChoi",
+    "NgayNopHoSo", "NgayCapNhat", "LePhi",
+)  # fmt: skip
+PORTAL_PROCEDURE_FIELDS = (
+    "MaTTHC", "TenTTHC", "MaLinhVuc", "TenLinhVuc", "MaCoQuanThucHien", "CapThucHien", "MucDo",
+    "PhiLePhi", "ThoiHanGiaiQuyet", "NgayCongBo", "NgayBaiBo", "NgayCapNhat",
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class StreamSpec:

@@ -17,7 +17,14 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Engine
 
-from connectors.base import PORTAL_DOSSIER_REQUIRED, Connector, StreamSpec, Window
+from connectors.base import (
+    PORTAL_DOSSIER_FIELDS,
+    PORTAL_DOSSIER_REQUIRED,
+    PORTAL_PROCEDURE_FIELDS,
+    Connector,
+    StreamSpec,
+    Window,
+)
 from connectors.errors import ConnectionConfigError, SourceProtocolError, SourceUnavailable, one_line
 from connectors.settings import ConnectionSettings, connection_from_uri
 from transforms.timefmt import LOCAL_TZ, PORTAL_FORMAT
@@ -35,21 +42,11 @@ __all__ = [
 
 MAPPING_DIR = Path(__file__).with_name("mappings")
 
-# Portal (INTERFACES §1) fields a mapping may fill from a source column; `LePhi` is the fees in
-# total, for a source that keeps no list of them (the portal's DanhSachLePhi).
-DOSSIER_FIELDS = (
-    "MaHoSo", "MaTTHC", "TenTTHC", "MaLinhVuc", "TenLinhVuc", "SoBienNhan", "ChuHoSo",
-    "LoaiDoiTuong", "MaDoiTuong", "ThongTinKhac", "Email", "Fax", "SoDienThoai", "TrichYeuHoSo",
-    "NgayTiepNhan", "NgayHenTra", "TrangThaiHoSo", "NgayTra", "ThongTinTra", "HinhThuc",
-    "NgayKetThucXuLy", "DonViXuLy", "GhiChu", "KenhThucHien", "SoGiayToChuHoSo", "NoiNopHoSo",
-    "HoSoCoThanhPhanSoHoa", "TaiKhoanDuocXacThucVoiVNeID", "DuocThanhToanTrucTuyen", "NgayTuChoi",
-    "NgayNopHoSo", "NgayCapNhat", "LePhi",
-)  # fmt: skip
+# Portal fields a mapping may fill from a source column: connectors.base.PORTAL_DOSSIER_FIELDS
+# (with `LePhi`) and PORTAL_PROCEDURE_FIELDS.
+DOSSIER_FIELDS = PORTAL_DOSSIER_FIELDS
+PROCEDURE_FIELDS = PORTAL_PROCEDURE_FIELDS
 STEP_FIELDS = ("ThoiDiemXuLy", "TrangThai", "NoiDungXuLy", "NguoiXuLy", "ChucDanh", "PhongBanXuLy")
-PROCEDURE_FIELDS = (
-    "MaTTHC", "TenTTHC", "MaLinhVuc", "TenLinhVuc", "MaCoQuanThucHien", "CapThucHien", "MucDo",
-    "PhiLePhi", "ThoiHanGiaiQuyet", "NgayCongBo", "NgayBaiBo", "NgayCapNhat",
-)  # fmt: skip
 # Fields holding a time: read as the source's naive local time, written `yyyyMMddHHmmss` local.
 TIME_FIELDS = frozenset(
     {"NgayTiepNhan", "NgayHenTra", "NgayTra", "NgayKetThucXuLy", "NgayTuChoi", "NgayNopHoSo",

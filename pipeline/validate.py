@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import standards
+from connectors.base import PORTAL_DOSSIER_FIELDS, PORTAL_PROCEDURE_FIELDS
 
 __all__ = [
     "ENTITIES",
@@ -32,20 +33,9 @@ LANGS = ("vi", "en")
 MESSAGES_PATH = standards.STANDARD_DIR / "messages.yaml"
 CHUNK_ROWS = 5000  # rows per quality-gate call, as the pipeline's chunks
 
-# The portal dossier record's fields (docs/INTERFACES.md §1): a CSV or xlsx header of these names
-# is read as written. (The Vietnamese headers of the Justice export are `JUSTICE_COLUMNS`.)
-PORTAL_DOSSIER_FIELDS = (
-    "MaHoSo", "MaTTHC", "TenTTHC", "MaLinhVuc", "TenLinhVuc", "SoBienNhan", "ChuHoSo",
-    "LoaiDoiTuong", "MaDoiTuong", "ThongTinKhac", "Email", "Fax", "SoDienThoai", "TrichYeuHoSo",
-    "NgayTiepNhan", "NgayHenTra", "TrangThaiHoSo", "NgayTra", "ThongTinTra", "HinhThuc",
-    "NgayKetThucXuLy", "DonViXuLy", "GhiChu", "KenhThucHien", "SoGiayToChuHoSo", "NoiNopHoSo",
-    "HoSoCoThanhPhanSoHoa", "TaiKhoanDuocXacThucVoiVNeID", "DuocThanhToanTrucTuyen", "NgayTuChoi",
-    "NgayNopHoSo", "NgayCapNhat", "LePhi",
-)
-PORTAL_PROCEDURE_FIELDS = (
-    "MaTTHC", "TenTTHC", "MaLinhVuc", "TenLinhVuc", "MaCoQuanThucHien", "CapThucHien", "MucDo",
-    "PhiLePhi", "ThoiHanGiaiQuyet", "NgayCongBo", "NgayBaiBo", "NgayCapNhat",
-)
+# A CSV or xlsx header naming the portal record's fields (connectors.base.PORTAL_DOSSIER_FIELDS,
+# PORTAL_PROCEDURE_FIELDS) is read as written; the Justice export's Vietnamese headers are
+# `JUSTICE_COLUMNS`.
 # Fields only one of the two records has: they tell a procedure file from a dossier file.
 _DOSSIER_ONLY = frozenset({"MaHoSo", "NgayTiepNhan", "TrangThaiHoSo", "DonViXuLy", "KenhThucHien"})
 _PROCEDURE_ONLY = frozenset({"MucDo", "LichSuMucDo", "CapThucHien", "MaCoQuanThucHien",
