@@ -164,16 +164,12 @@ def keeper_for(gate: Any, suite: gx.ExpectationSuite,
         log.warning("Data Docs are off for this %s batch: the GX context at %s failed",
                     suite.name, gx_dir(environ), exc_info=True)
         return None
-    weakref.finalize(gate, _build_quietly, keeper)
+    weakref.finalize(gate, build_kept, keeper)
     return keeper
 
 
 def build_kept(keeper: ResultKeeper) -> None:
     """Build a keeper's Data Docs now; logged, never raised. Building again adds only new runs."""
-    _build_quietly(keeper)
-
-
-def _build_quietly(keeper: ResultKeeper) -> None:
     try:
         index = keeper.build()
     except Exception:  # a report aid: the batch is already judged and loaded

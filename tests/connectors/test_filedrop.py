@@ -19,6 +19,7 @@ from simulators.filedrop import (
     write_procedure_catalogue_xlsx,
 )
 from simulators.generator import generate_province, load_records
+from tests.samples import justice_dossier
 from transforms.legacy_encoding import encode_legacy
 from transforms.portal import dossiers_to_frames
 
@@ -40,24 +41,7 @@ PROCEDURES = [
 NAMES = ["Nguyễn Thị Hường", "Đặng Đức Tuấn", "Trần Bảo Ngọc", "Lê Văn Mỹ", "Phạm Thị Thoa"]
 
 
-def _dossier(n: int, name: str) -> dict[str, Any]:
-    return {
-        "MaHoSo": f"000.00.03.H62-170{n:03d}-{n:04d}", "SoBienNhan": f"TP-{n:04d}",
-        "MaTTHC": "1.001234", "TenTTHC": "Cấp phiếu lý lịch tư pháp cho công dân Việt Nam",
-        "MaLinhVuc": "LLTP", "TenLinhVuc": "Lý lịch tư pháp", "ChuHoSo": name,
-        "LoaiDoiTuong": "1", "SoGiayToChuHoSo": f"0260{n:08d}", "SoDienThoai": "0912345678",
-        "Email": "", "TrichYeuHoSo": f"Đề nghị cấp phiếu lý lịch tư pháp số 1; \"khẩn\" - {name}",
-        "NgayNopHoSo": "20170301080000", "NgayTiepNhan": f"201703{n + 1:02d}081530",
-        "NgayHenTra": f"201703{n + 11:02d}000000", "NgayKetThucXuLy": f"201703{n + 9:02d}163000",
-        "NgayTra": "", "NgayCapNhat": f"201703{n + 9:02d}163000", "TrangThaiHoSo": "9",
-        "KenhThucHien": "2" if n % 2 else "1", "NoiNopHoSo": "08707",
-        "DuocThanhToanTrucTuyen": "3",
-        "DanhSachLePhi": [{"TenPhiLePhi": "Lệ phí", "MaPhiLePhi": "", "HinhThucThu": "1",
-                           "Gia": "200000", "LoaiPhiLePhi": "2"}] if n % 2 else [],
-    }
-
-
-DOSSIERS = [_dossier(n, name) for n, name in enumerate(NAMES, start=1)]
+DOSSIERS = [justice_dossier(n, name) for n, name in enumerate(NAMES, start=1)]
 CSV_FIELDS = [field for field in DOSSIERS[0] if field != "DanhSachLePhi"]
 REPORT = [
     {"procedure_code": "1.001234", "procedure_name": "Chứng thực bản sao", "received": 40,

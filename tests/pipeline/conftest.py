@@ -90,7 +90,6 @@ def run_sync_all_sources(url: str, sources_dir: Path, drop_dir: Path | None = No
     to keep `sources_dir` reusable.
     """
     from pipeline.demo import source_uris, sync_all_sources
-    from pipeline.indicators import refresh_marts
     from simulators.lgsp import LgspSimulator
     from simulators.portal import PortalSimulator
     from simulators.province import lgsp_messages
@@ -105,10 +104,36 @@ def run_sync_all_sources(url: str, sources_dir: Path, drop_dir: Path | None = No
             if drop_dir is not None:
                 uris["file_drop"] = f"file://{drop_dir}"
             outcomes = sync_all_sources(uris, engine, settings(), FULL_WINDOW)
+    finally:
+        engine.dispose()
+    refresh(url)
+    return outcomes
+
+
+def refresh(url: str) -> None:
+    """Recompute the indicator mart of the warehouse at `url` (what refresh_marts does)."""
+    from pipeline.indicators import refresh_marts
+    from warehouse.db import create_engine
+
+    engine = create_engine(url)
+    try:
         refresh_marts(engine)
     finally:
         engine.dispose()
-    return outcomes
+
+
+def query_rows(url: str, sql: str, **params) -> list:
+    """The rows of one SQL query on `url`; a list parameter binds as an IN list."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            statement = sa.text(sql)
+            for name, value in params.items():
+                if isinstance(value, list):
+                    statement = statement.bindparams(sa.bindparam(name, expanding=True))
+            return conn.execute(statement, params).all()
+    finally:
+        engine.dispose()
 
 
 def table_counts(url: str) -> dict[str, int]:

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.cli import main
-from tests.pipeline.conftest import TEST_KEY, run_sync, run_sync_all_sources, split_sources, table_counts
+from tests.pipeline.conftest import TEST_KEY, refresh, run_sync, run_sync_all_sources, split_sources, table_counts
 
 pytestmark = pytest.mark.slow
 
@@ -47,17 +47,6 @@ def _events(url: str) -> dict[str, list[tuple]]:
         engine.dispose()
 
 
-def _refresh(url: str) -> None:
-    from pipeline.indicators import refresh_marts
-    from warehouse.db import create_engine
-
-    engine = create_engine(url)
-    try:
-        refresh_marts(engine)
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def portal_only(province_records, tmp_path_factory) -> tuple[dict[tuple, float], dict[str, list[tuple]]]:
     """The indicators and dossier steps of the same province served whole by the portal (SQLite)."""
@@ -67,7 +56,7 @@ def portal_only(province_records, tmp_path_factory) -> tuple[dict[tuple, float],
     url = f"sqlite:///{tmp_path_factory.mktemp('portal-only') / 'warehouse.db'}"
     with PortalSimulator(procedures=procedures, dossiers=dossiers) as portal:
         run_sync(url, portal)
-    _refresh(url)
+    refresh(url)
     return _indicators(url), _events(url)
 
 

@@ -8,11 +8,10 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from pipeline.cli import main
 from simulators.filedrop import commune_report_rows, write_commune_report_xlsx, write_justice_csv
-from tests.pipeline.conftest import TEST_KEY, run_sync
+from tests.pipeline.conftest import TEST_KEY, query_rows, run_sync
 from transforms.legacy_encoding import LegacyEncodingError, encode_legacy
 
 DOJ = "000.00.03.H62"
@@ -55,19 +54,6 @@ def drop_province(tmp_path_factory) -> dict:
     spare = next(p["MaTTHC"] for p in procedures if p["MaTTHC"] not in used)
     return {"portal": portal, "justice": justice, "spare": spare,
             "procedures": [p for p in procedures if p["MaTTHC"] in used | {spare}]}
-
-
-def _query(url: str, sql: str, **params) -> list:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            statement = sa.text(sql)
-            for name, value in params.items():
-                if isinstance(value, list):
-                    statement = statement.bindparams(sa.bindparam(name, expanding=True))
-            return conn.execute(statement, params).all()
-    finally:
-        engine.dispose()
 
 
 def _plant_reports(drop: Path, dossiers: list[dict], spare: str) -> set[tuple]:
@@ -141,7 +127,7 @@ def test_file_drop_loads_dossiers_and_reports_and_shows_only_the_planted_gaps(
 
     # the Justice dossiers: loaded in NFC, their lineage says file_drop
     codes = [d["MaHoSo"] for d in justice]
-    loaded = _query(warehouse_url, "SELECT dossier_code, procedure_name, summary, source_system FROM fact_dossier "
+    loaded = query_rows(warehouse_url, "SELECT dossier_code, procedure_name, summary, source_system FROM fact_dossier "
                     "WHERE dossier_code IN :c", c=codes)
     assert len(loaded) == len(justice)
     by_code = {d["MaHoSo"]: d for d in justice}
@@ -149,11 +135,11 @@ def test_file_drop_loads_dossiers_and_reports_and_shows_only_the_planted_gaps(
         assert source == "file_drop"
         assert unicodedata.is_normalized("NFC", name) and unicodedata.is_normalized("NFC", summary)
         assert summary == unicodedata.normalize("NFC", " ".join(by_code[code]["TrichYeuHoSo"].split()))
-    lineage = _query(warehouse_url, "SELECT DISTINCT source_system FROM fact_dossier_source WHERE dossier_code IN :c",
-                     c=codes)
+    lineage = query_rows(
+        warehouse_url, "SELECT DISTINCT source_system FROM fact_dossier_source WHERE dossier_code IN :c", c=codes)
     assert lineage == [("file_drop",)]
     # the bad report row is quarantined with its rule; the corrupt workbook is set aside with a reason
-    quarantined = _query(warehouse_url,
+    quarantined = query_rows(warehouse_url,
                          "SELECT record_key, failed_rules FROM ops_quarantine WHERE source = 'file_drop'")
     assert quarantined == [(f"{COMMUNES[2]}/{MONTHS[0]}/{drop_province['spare']}", '["online.at_most_received"]')]
     reason = (drop / "rejected" / "baocao_08713_2017-07.xlsx.reason.txt").read_text(encoding="utf-8")
@@ -165,8 +151,8 @@ def test_file_drop_loads_dossiers_and_reports_and_shows_only_the_planted_gaps(
     assert _gaps(capsys) == planted
 
     # a file dropped again is skipped, and nothing new is loaded
-    before = _query(warehouse_url, "SELECT count(*) FROM fact_dossier")[0][0], \
-        _query(warehouse_url, "SELECT count(*) FROM fact_service_stat")[0][0]
+    before = query_rows(warehouse_url, "SELECT count(*) FROM fact_dossier")[0][0], \
+        query_rows(warehouse_url, "SELECT count(*) FROM fact_service_stat")[0][0]
     archived = next((drop / "archive").glob("*__tuphap_2017-05_a.csv"))
     shutil.copy(archived, drop / "tuphap_2017-05_a.csv")
     assert main(["sync", "files"]) == 0
@@ -174,8 +160,8 @@ def test_file_drop_loads_dossiers_and_reports_and_shows_only_the_planted_gaps(
     assert out[0].startswith("file_drop.justice_csv: read 0, loaded 0 ")
     assert "skipped 1 (tuphap_2017-05_a.csv)" in out[0]
     assert out[1].startswith("file_drop.service_stat: read 0, loaded 0 ")
-    assert (_query(warehouse_url, "SELECT count(*) FROM fact_dossier")[0][0],
-            _query(warehouse_url, "SELECT count(*) FROM fact_service_stat")[0][0]) == before
+    assert (query_rows(warehouse_url, "SELECT count(*) FROM fact_dossier")[0][0],
+            query_rows(warehouse_url, "SELECT count(*) FROM fact_service_stat")[0][0]) == before
 
     # a report re-sent for the same commune and month replaces the earlier one: the gap is gone
     (drop / "tuphap_2017-05_a.csv").unlink()
@@ -194,7 +180,7 @@ def test_file_drop_loads_dossiers_and_reports_and_shows_only_the_planted_gaps(
         refresh_marts(engine)
     finally:
         engine.dispose()
-    marts = _query(warehouse_url, "SELECT period, group_code, dimension, value FROM mart_indicator "
+    marts = query_rows(warehouse_url, "SELECT period, group_code, dimension, value FROM mart_indicator "
                    "WHERE indicator = 'reconciliation_gap'")
     assert {(p, g, d, int(v)) for p, g, d, v in marts} == {
         (m, proc, f"{c}/{measure}", rep - cnt) for c, m, proc, measure, rep, cnt in planted
@@ -225,8 +211,8 @@ def test_a_failed_batch_leaves_its_files_in_the_drop_folder(sqlite_url, drop_pro
     assert main(["sync", "files", "--stream", "justice_csv"]) == 1
     assert "failed quality" in capsys.readouterr().err
     assert sorted(p.name for p in drop.iterdir()) == ["tuphap_2017-05.csv"]  # not archived
-    assert _query(sqlite_url, "SELECT status FROM ops_batch") == [("failed",)]
-    assert _query(sqlite_url, "SELECT count(*) FROM fact_dossier") == [(0,)]
+    assert query_rows(sqlite_url, "SELECT status FROM ops_batch") == [("failed",)]
+    assert query_rows(sqlite_url, "SELECT count(*) FROM fact_dossier") == [(0,)]
 
 
 def test_a_file_connection_names_a_local_folder():

@@ -11,24 +11,11 @@ import sqlalchemy as sa
 
 from connectors.base import Window
 from connectors.errors import SourceError
-from tests.pipeline.conftest import quarantine_rules, run_sync, settings, table_counts
+from tests.pipeline.conftest import quarantine_rules, query_rows, run_sync, settings, table_counts
 from transforms.timefmt import LOCAL_TZ, format_portal_time
 
 # A narrower backfill for the tests that need a second sync: the last months of the data.
 LATE_WINDOW = Window(start=datetime(2017, 6, 1, tzinfo=LOCAL_TZ), end=datetime(2017, 9, 1, tzinfo=LOCAL_TZ))
-
-
-def _rows(url: str, sql: str, **params):
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            statement = sa.text(sql)
-            for name, value in params.items():
-                if isinstance(value, list):
-                    statement = statement.bindparams(sa.bindparam(name, expanding=True))
-            return conn.execute(statement, params).all()
-    finally:
-        engine.dispose()
 
 
 def test_full_sync_matches_the_ground_truth(synced, province):
@@ -50,23 +37,23 @@ def test_full_sync_matches_the_ground_truth(synced, province):
     assert counts["ops_quarantine"] == d["expected_quarantined"]
     # every quarantined record carries every rule it broke
     assert quarantine_rules(synced.url) == truth["expected_rules"]
-    batches = _rows(synced.url, "SELECT rows_read, rows_loaded, rows_quarantined, status FROM ops_batch")
+    batches = query_rows(synced.url, "SELECT rows_read, rows_loaded, rows_quarantined, status FROM ops_batch")
     assert all(b.rows_read == b.rows_loaded + b.rows_quarantined and b.status == "loaded" for b in batches)
 
 
 def test_repaired_defects_load_clean(synced, province):
     _, truth = province
     nfd = truth["defects"]["nfd_text"]["keys"]
-    rows = _rows(synced.url, "SELECT procedure_name, summary FROM fact_dossier WHERE dossier_code IN :c", c=nfd)
+    rows = query_rows(synced.url, "SELECT procedure_name, summary FROM fact_dossier WHERE dossier_code IN :c", c=nfd)
     assert len(rows) == len(set(nfd)) > 0
     for name, summary in rows:
         for text in (name, summary):
             assert text is None or (unicodedata.is_normalized("NFC", text) and "  " not in text)
     mislabelled = truth["defects"]["cmnd_mislabelled"]["keys"]
-    types = _rows(synced.url, "SELECT applicant_id_type FROM fact_dossier WHERE dossier_code IN :c", c=mislabelled)
+    types = query_rows(synced.url, "SELECT applicant_id_type FROM fact_dossier WHERE dossier_code IN :c", c=mislabelled)
     assert types and {t for (t,) in types} == {2}
     duplicates = truth["defects"]["duplicate_record"]["keys"]
-    assert len(_rows(synced.url, "SELECT dossier_code FROM fact_dossier WHERE dossier_code IN :c", c=duplicates)) \
+    assert len(query_rows(synced.url, "SELECT dossier_code FROM fact_dossier WHERE dossier_code IN :c", c=duplicates)) \
         == len(set(duplicates))
 
 
@@ -78,8 +65,8 @@ def test_raw_id_numbers_are_never_stored(synced, province):
             record = json.loads(line)
             if record.get("SoGiayToChuHoSo"):
                 raw.add(record["SoGiayToChuHoSo"].replace(" ", "").replace(".", ""))
-    stored = " ".join(str(v) for row in _rows(synced.url, "SELECT * FROM fact_dossier") for v in row)
-    stored += " ".join(p for (p,) in _rows(synced.url, "SELECT payload FROM ops_quarantine"))
+    stored = " ".join(str(v) for row in query_rows(synced.url, "SELECT * FROM fact_dossier") for v in row)
+    stored += " ".join(p for (p,) in query_rows(synced.url, "SELECT payload FROM ops_quarantine"))
     assert raw and not [n for n in raw if n in stored]
 
 
@@ -119,7 +106,7 @@ def test_a_fault_mid_stream_leaves_no_partial_batch(synced_copy, portal, fault):
     assert after["ops_batch"] == before["ops_batch"] + 1  # the failed batch is recorded…
     assert {k: v for k, v in after.items() if k != "ops_batch"} == {
         k: v for k, v in before.items() if k != "ops_batch"}  # …and nothing else changed
-    failed = _rows(synced_copy, "SELECT status, error FROM ops_batch WHERE status = 'failed'")
+    failed = query_rows(synced_copy, "SELECT status, error FROM ops_batch WHERE status = 'failed'")
     assert len(failed) == 1 and failed[0].error
 
 

@@ -18,6 +18,7 @@ from pipeline.cli import main
 from pipeline.validate import gate_rule_ids, load_messages
 from simulators.filedrop import write_justice_csv, write_procedure_catalogue_xlsx
 from simulators.lgsp import build_message, build_xxe_message
+from tests.samples import justice_dossier
 
 NAMES = ["Nguyễn Thị Hường", "Đặng Đức Tuấn", "Trần Bảo Ngọc", "Lê Văn Mỹ", "Phạm Thị Thoa",
          "Vũ Minh Châu", "Hoàng Văn Bình"]
@@ -25,20 +26,8 @@ NAMES = ["Nguyễn Thị Hường", "Đặng Đức Tuấn", "Trần Bảo Ngọ
 
 def _dossier(n: int, name: str) -> dict[str, Any]:
     """A clean Dept. of Justice dossier (portal shape): no rule of the standard broken."""
-    return {
-        "MaHoSo": f"000.00.03.H62-170{n:03d}-{n:04d}", "SoBienNhan": f"TP-{n:04d}",
-        "MaTTHC": "1.001234", "TenTTHC": "Cấp phiếu lý lịch tư pháp cho công dân Việt Nam",
-        "MaLinhVuc": "LLTP", "TenLinhVuc": "Lý lịch tư pháp", "ChuHoSo": name,
-        "LoaiDoiTuong": "1", "SoGiayToChuHoSo": f"0260{n:08d}", "SoDienThoai": "0912345678",
-        "Email": "", "TrichYeuHoSo": f"Đề nghị cấp phiếu lý lịch tư pháp số 1 - {name}",
-        "NgayNopHoSo": "20170301080000", "NgayTiepNhan": f"201703{n + 1:02d}081530",
-        "NgayHenTra": f"201703{n + 11:02d}000000", "NgayKetThucXuLy": f"201703{n + 9:02d}163000",
-        "NgayTra": "", "NgayCapNhat": f"201703{n + 9:02d}163000", "TrangThaiHoSo": "9",
-        "KenhThucHien": "2" if n % 2 else "1", "NoiNopHoSo": "08707",
-        "DuocThanhToanTrucTuyen": "3", "DonViXuLy": JUSTICE_AGENCY,
-        "DanhSachLePhi": [{"TenPhiLePhi": "Lệ phí", "MaPhiLePhi": "", "HinhThucThu": "1",
-                           "Gia": "200000", "LoaiPhiLePhi": "2"}] if n % 2 else [],
-    }
+    return justice_dossier(n, name, TrichYeuHoSo=f"Đề nghị cấp phiếu lý lịch tư pháp số 1 - {name}",
+                           DonViXuLy=JUSTICE_AGENCY)
 
 
 CLEAN = [_dossier(n, name) for n, name in enumerate(NAMES, start=1)]
