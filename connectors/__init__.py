@@ -1,4 +1,5 @@
-"""Connectors: read raw records from the sources, in chunks, with retries, sessions and paging."""
+"""Extract: one connector per source system, declared streams on a base that pages, retries and chunks.
+May import transforms/ and standards/ only (and its own modules)."""
 
 from __future__ import annotations
 

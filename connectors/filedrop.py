@@ -497,7 +497,7 @@ def _justice_dossier(row: dict[str, str]) -> dict[str, Any]:
     return record
 
 
-# -- public helpers: the drop layouts for other readers of the same files (pipeline/validate.py) --
+# -- public helpers: the drop layouts for other readers of the same files (exchange/validate.py) --
 
 # What reading a damaged xlsx or CSV raises (see `unreadable_reason` for its one-line reason).
 UNREADABLE_ERRORS = _UNREADABLE

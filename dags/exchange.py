@@ -37,13 +37,13 @@ WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
 def exchange():
     @task
     def receivers() -> list[str]:
-        from pipeline.exchange import receivers_from_env
+        from exchange.packages import receivers_from_env
 
         return receivers_from_env()
 
     @task(retries=2, retry_delay=pendulum.duration(minutes=5))
     def publish(receiver: str) -> dict:
-        from pipeline.exchange import publish_from_env
+        from exchange.packages import publish_from_env
 
         outcome = publish_from_env(receiver)
         return {"receiver": receiver, "status": outcome.status, "message_id": outcome.message_id,
@@ -53,7 +53,7 @@ def exchange():
     def receive_packages() -> dict:
         import os
 
-        from pipeline.exchange import receive_inbox
+        from exchange.packages import receive_inbox
 
         inbox = os.environ.get("LIENTHONG_EXCHANGE_INBOX", "").strip()
         return receive_inbox(inbox) if inbox else {"inbox": []}

@@ -38,7 +38,7 @@ def push_national_portal():
     @task(retries=2, retry_delay=pendulum.duration(minutes=5))
     def push_dossiers() -> dict:
         from connectors.settings import ConnectionSettings
-        from pipeline.push import run_push
+        from exchange.push import run_push
 
         connection = ConnectionSettings.from_airflow(BaseHook.get_connection("national_portal"))
         dry_run = bool(get_current_context()["params"].get("dry_run"))

@@ -1,1 +1,2 @@
-"""Runs the stages for one source (used by the DAG tasks and the CLI)."""
+"""The runner: a stream as a batch, the declared sources, Airflow task entry points, settings, progress, CLI.
+May import connectors/, transforms/, quality/, warehouse/, reporting/ and standards/; never exchange/ or simulators/."""

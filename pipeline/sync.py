@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from connectors.base import Window
 from connectors.settings import ConnectionSettings
 from pipeline.settings import PipelineSettings
+from pipeline.sources import SourcePlan, source_plan
 from transforms.timefmt import LOCAL_TZ
 
 log = logging.getLogger("lienthong.pipeline")
@@ -67,157 +68,6 @@ def _some(names: list[str], shown: int = 3) -> str:
     if len(names) <= shown:
         return ", ".join(names)
     return ", ".join(names[:shown]) + f", … and {len(names) - shown} more"
-
-
-@dataclass(frozen=True)
-class StreamPlan:
-    """How the pipeline runs one stream of a source: its standard entity and transform."""
-
-    entity: str
-    to_frames: Callable[..., tuple[pd.DataFrame, pd.DataFrame | None]]
-
-
-def _dossier_frames(records, *, key: bytes, first_row: int, source_system: str):
-    from transforms.portal import dossiers_to_frames
-    return dossiers_to_frames(records, key=key, first_row=first_row, source_system=source_system)
-
-
-def _procedure_frames(records, *, key: bytes, first_row: int, source_system: str):
-    from transforms.portal import procedures_to_frame
-    return procedures_to_frame(records, first_row=first_row, source_system=source_system), None
-
-
-REPORT_COUNTS = ("received", "online", "on_time", "late", "pending")
-
-
-def service_stats_to_frame(records, *, first_row: int = 0) -> pd.DataFrame:
-    """Commune report rows (FileDropConnector `service_stat` records) → standard service_stat frame.
-
-    Counts become nullable Int64; a count that is not a whole number (text, a fraction) is left
-    empty and reported `<column>.valid_integer`, so the row is quarantined with its cell as read.
-    """
-    rows = []
-    for i, record in enumerate(records):
-        errors: list[str] = []
-        row: dict[str, Any] = {
-            "commune_code": str(record.get("commune_code") or "") or None,
-            "month": str(record.get("month") or "") or None,
-            "procedure_code": str(record.get("procedure_code") or "").strip() or None,
-        }
-        for column in REPORT_COUNTS:
-            value = record.get(column)
-            if value is None or value == "":
-                row[column] = None
-            elif isinstance(value, int) and not isinstance(value, bool):
-                row[column] = value
-            else:
-                row[column] = None
-                errors.append(f"{column}.valid_integer")
-        row["source_file"] = record.get("_file")
-        row["_row"] = first_row + i
-        row["_errors"] = errors
-        row["_payload"] = json.dumps(dict(record), ensure_ascii=False, default=str)
-        row["_record_key"] = "/".join(str(record.get(k) or "") for k in ("commune_code", "month", "procedure_code"))
-        rows.append(row)
-    columns = ["commune_code", "month", "procedure_code", *REPORT_COUNTS, "source_file",
-               "_row", "_errors", "_payload", "_record_key"]
-    frame = pd.DataFrame(rows, columns=columns)
-    for column in REPORT_COUNTS:
-        frame[column] = frame[column].astype("Int64")
-    return frame
-
-
-def _service_stat_frames(records, *, key: bytes, first_row: int, source_system: str):
-    return service_stats_to_frame(records, first_row=first_row), None
-
-
-def _exchange_frames(records, *, key: bytes, first_row: int, source_system: str):
-    from pipeline.exchange import exchange_frames
-    return exchange_frames(records, key=key, first_row=first_row, source_system=source_system)
-
-
-DOSSIERS = StreamPlan("dossier", _dossier_frames)
-PROCEDURES = StreamPlan("procedure", _procedure_frames)
-SERVICE_STATS = StreamPlan("service_stat", _service_stat_frames)
-
-
-@dataclass(frozen=True)
-class SourcePlan:
-    """A source the pipeline can sync: its connection, connector and streams in load order.
-
-    `windowed` sources replicate by time (watermark minus look-back); the others (LGSP) by a
-    cursor the source keeps and the pipeline acknowledges once a batch has loaded.
-    """
-
-    connection_id: str
-    open_connector: Callable[[ConnectionSettings, PipelineSettings, Any], Any]
-    streams: dict[str, StreamPlan]
-    windowed: bool = True
-
-
-def _portal_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
-    from connectors.portal import PortalConnector
-    return PortalConnector(connection, page_size=settings.page_size, chunk_size=settings.chunk_size,
-                           timeout=settings.http_timeout, max_retries=settings.max_retries,
-                           on_page=on_page)
-
-
-def _onestop_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
-    from connectors.onestop import OneStopConnector
-
-    mapping = connection.extra.get("mapping")
-    if not mapping:
-        raise ValueError("a one-stop-shop connection needs its mapping in the connection extra "
-                         "(e.g. `?mapping=onestop_variant_a`)")
-    # the mapping is ours, not a driver option: keep it out of the database URL
-    database = dataclasses.replace(connection, extra={k: v for k, v in connection.extra.items() if k != "mapping"})
-    return OneStopConnector(database, mapping, chunk_size=settings.chunk_size)
-
-
-def _lgsp_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
-    from connectors.lgsp import LgspConnector
-    return LgspConnector(connection, chunk_size=settings.chunk_size, timeout=settings.http_timeout,
-                         max_retries=settings.max_retries)
-
-
-def _filedrop_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
-    from pathlib import Path
-
-    from connectors.filedrop import FileDropConnector
-
-    folder = Path(connection.local_path)
-    if not folder.is_dir():  # said before any batch opens: nothing to record as failed
-        raise FileNotFoundError(f"file_drop: drop folder {folder} does not exist "
-                                "(connection file_drop, e.g. AIRFLOW_CONN_FILE_DROP=file:///srv/drop)")
-    return FileDropConnector(folder, chunk_size=settings.chunk_size)
-
-
-def _exchange_reader(connection: ConnectionSettings, settings: PipelineSettings, on_page):
-    from pipeline.exchange import PackageReader
-    return PackageReader(connection.local_path, chunk_size=settings.chunk_size)
-
-
-SOURCES: dict[str, SourcePlan] = {
-    # procedures first: dossiers are checked against the catalogue
-    "national_portal": SourcePlan("national_portal", _portal_connector,
-                                  {"procedures": PROCEDURES, "dossiers": DOSSIERS}),
-    # An agency database's dossiers; the catalogue's authority is the national portal, whose level
-    # history an agency's copy would overwrite, so its procedures are not synced from here.
-    "one_stop": SourcePlan("one_stop", _onestop_connector, {"dossiers": DOSSIERS}),
-    "lgsp": SourcePlan("lgsp", _lgsp_connector, {"dossiers": DOSSIERS}, windowed=False),
-    # Files dropped in a folder: the Department of Justice export (dossiers, the agency's own
-    # system: precedence as one-stop), then the communes' monthly reports, reconciled against the
-    # dossiers (indicator reconciliation_gap). The connector's procedure_catalogue stream is left
-    # out on purpose: the catalogue's authority is the national portal, and a catalogue workbook
-    # has no level history, so loading it would overwrite the portal's (as for one_stop).
-    # Files are archived only once their batch is committed (`commit_files`).
-    "file_drop": SourcePlan("file_drop", _filedrop_connector,
-                            {"justice_csv": DOSSIERS, "service_stat": SERVICE_STATS}, windowed=False),
-    # A signed package of another warehouse (pipeline/exchange.py), verified by receive_package
-    # before this reader opens it; the applicant's keyed hash is carried, not recomputed.
-    "exchange": SourcePlan("exchange", _exchange_reader,
-                           {"dossiers": StreamPlan("dossier", _exchange_frames)}, windowed=False),
-}
 
 
 def _refused_frame(refused: list[tuple[str, int, str]], first_row: int) -> pd.DataFrame:
@@ -274,7 +124,7 @@ def _file_report(connector: Any, archived: list) -> dict[str, list[str]]:
     }
 
 
-def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: ConnectionSettings,
+def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, connection: ConnectionSettings,
                 settings: PipelineSettings, window: Window | None = None,
                 until: datetime | None = None, progress: Progress | None = None) -> SyncOutcome:
     """Run one stream of a source as one batch and return what it did.
@@ -285,32 +135,33 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
     from quality.gate import QualityGate
     from warehouse.load import BatchWriter
 
-    source_plan = SOURCES[source]
-    plan = source_plan.streams[stream]
+    declared = source_plan(source)
+    plan = declared.streams[stream]
     key = settings.require_pseudonym_key()
+    system = declared.name  # until the connector names it
 
     def on_page(stream_name: str, page: int, total_pages: int, records: int) -> None:
         if progress:
-            progress(f"{source}.{stream_name} pages", page, total_pages)
+            progress(f"{system}.{stream_name} pages", page, total_pages)
 
-    connector = source_plan.open_connector(connection, settings, on_page)
-    source = connector.source  # e.g. one_stop:000.00.03.H62 — state is kept per agency database
-    if source_plan.windowed:
-        window = window or plan_window(engine, source, stream, settings, until)
+    connector = declared.open_connector(connection, settings, on_page)
+    system = connector.source  # e.g. one_stop:000.00.03.H62 — state is kept per agency database
+    if declared.windowed:
+        window = window or plan_window(engine, system, stream, settings, until)
     else:  # the source's cursor decides what is new; the window only records when the batch ran
         # (to the microsecond: two runs within a second are two batches, never one replacing the other)
         now = datetime.now(LOCAL_TZ)
         window = Window(start=now, end=now)
-    batch_id = batch_id_for(source, stream, window)
+    batch_id = batch_id_for(system, stream, window)
     gate = QualityGate(plan.entity, _references(engine, plan.entity))
-    log.info("sync %s.%s batch %s window %s → %s", source, stream, batch_id,
+    log.info("sync %s.%s batch %s window %s → %s", system, stream, batch_id,
              window.start.isoformat(), window.end.isoformat())
     rows_read = rows_bad = 0
     watermark: datetime | None = None
     rule_counts: dict[str, int] = {}
-    with connector, BatchWriter(engine, source, stream, plan.entity, window.start, window.end, batch_id) as writer:
+    with connector, BatchWriter(engine, system, stream, plan.entity, window.start, window.end, batch_id) as writer:
         for records in connector.read(stream, window):
-            frame, events = plan.to_frames(records, key=key, first_row=rows_read, source_system=source)
+            frame, events = plan.to_frames(records, key=key, first_row=rows_read, source_system=system)
             rows_read += len(frame)
             newest = frame["updated_at"].max() if "updated_at" in frame.columns else None
             if pd.notna(newest) and (watermark is None or newest > watermark):
@@ -323,9 +174,9 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
             rows_bad += len(checked.bad)
             writer.add(checked.good, checked.bad, events)
             log.info("%s.%s: %d rows read so far (%d quarantined in this chunk)",
-                     source, stream, rows_read, len(checked.bad))
+                     system, stream, rows_read, len(checked.bad))
             if progress:
-                progress(f"{source}.{stream} rows", rows_read, None)
+                progress(f"{system}.{stream} rows", rows_read, None)
         if plan.entity == "service_stat":  # every report read replaces its commune-month, even empty
             writer.add_reports(connector.reports_read())
         refused = getattr(connector, "refused", [])
@@ -337,7 +188,7 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
         if rows_read and rows_bad / rows_read > settings.max_quarantine_rate:
             # raised inside the batch: nothing of it is loaded, the batch is recorded as failed
             raise QualityThresholdExceeded(
-                f"{source}.{stream}: {rows_bad} of {rows_read} rows failed quality "
+                f"{system}.{stream}: {rows_bad} of {rows_read} rows failed quality "
                 f"(over the {settings.max_quarantine_rate:.1%} threshold of LIENTHONG_MAX_QUARANTINE_RATE)")
         result = writer.commit(watermark)
         gate.finish()  # Data Docs of this batch's validations, when LIENTHONG_DATA_DOCS is on
@@ -349,17 +200,17 @@ def sync_stream(source: str, stream: str, *, engine: sa.Engine, connection: Conn
             files = _file_report(connector, connector.commit_files())
             for what, names in files.items():
                 for name in names:
-                    log.info("%s.%s: file %s %s", source, stream, what, name)
-    return SyncOutcome(source, stream, batch_id, window, result.rows_read, result.rows_loaded,
+                    log.info("%s.%s: file %s %s", system, stream, what, name)
+    return SyncOutcome(system, stream, batch_id, window, result.rows_read, result.rows_loaded,
                        result.rows_quarantined, result.rows_deduplicated, watermark, rule_counts,
                        files)
 
 
-def sync_source(source: str, *, engine: sa.Engine, connection: ConnectionSettings,
+def sync_source(source: str | SourcePlan, *, engine: sa.Engine, connection: ConnectionSettings,
                 settings: PipelineSettings, window: Window | None = None,
                 until: datetime | None = None, progress: Progress | None = None,
                 streams: list[str] | None = None) -> list[SyncOutcome]:
     """Every stream of a source, in its declared order."""
-    names = streams or list(SOURCES[source].streams)
+    names = streams or list(source_plan(source).streams)
     return [sync_stream(source, name, engine=engine, connection=connection, settings=settings,
                         window=window, until=until, progress=progress) for name in names]

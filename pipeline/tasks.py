@@ -92,7 +92,7 @@ def onestop_connection_ids() -> list[str]:
 
 def run_refresh_marts() -> dict[str, Any]:
     """Recompute the indicator mart from the warehouse."""
-    from pipeline.indicators import refresh_marts
+    from reporting.indicators import refresh_marts
     from warehouse.db import create_engine, warehouse_url
 
     engine = create_engine(warehouse_url())

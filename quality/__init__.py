@@ -1,4 +1,5 @@
-"""Data quality: GX suites generated from the standard, and the gate splitting chunks good/bad."""
+"""Validate: Great Expectations suites generated from the standard; the gate that quarantines bad rows.
+May import transforms/ and standards/ only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The province's shared input/output standard, kept as data files; this module only loads and looks up."""
+"""The shared standard as data files (schemas, code lists, XSD, indicators) and the loader that reads them.
+Imports no other room of the project."""
 
 from __future__ import annotations
 

@@ -20,6 +20,9 @@ os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+# The province fixtures (a generated province behind a portal simulator) for every test folder.
+pytest_plugins = ["tests.province"]
+
 DEFAULT_TEST_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
@@ -27,7 +30,7 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str) -> None:
     """Skip with a visible reason — except under CI=true, where a missing database fails the run."""
     if _in_ci():
         pytest.fail(f"CI=true and {reason}", pytrace=False)
@@ -42,7 +45,7 @@ def _answering_server(variable: str, default: str, name: str) -> str:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 — any failure to connect means "not available"
-        _unavailable(f"{name} at {make_url(url).render_as_string(hide_password=True)} "
+        unavailable(f"{name} at {make_url(url).render_as_string(hide_password=True)} "
                      f"does not answer ({type(exc).__name__})")
     finally:
         engine.dispose()

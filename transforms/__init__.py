@@ -1,1 +1,2 @@
-"""Pure functions that turn source records into records of the shared standard."""
+"""Normalise: small pure functions from source records to the standard's rows (no I/O).
+May import standards/ only."""

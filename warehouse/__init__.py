@@ -1,4 +1,5 @@
-"""The shared warehouse: schema, migrations, idempotent batch loads, sync state, indicator views."""
+"""Load: the warehouse schema, migrations, roles, history, the batch loader and the indicator views.
+May import transforms/ and standards/ only."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ SOURCE_PRECEDENCE: dict[str, int] = {
     "one_stop": 3,         # the agency's one-stop-shop database: the system of record
     "file_drop": 3,        # an agency's own export dropped as a file (Justice CSV): a system of record
     "lgsp": 2,             # the provincial integration bus (LGSP), a relay
-    "exchange": 2,         # a signed package of another warehouse (pipeline/exchange.py), a relay
+    "exchange": 2,         # a signed package of another warehouse (exchange/packages.py), a relay
     "national_portal": 1,  # the national public-service portal, a relay
 }
 # Entities reconciled by source rank (the procedure catalogue has one authority: newest wins).

@@ -548,7 +548,7 @@ ENTITY_TABLES: dict[str, sa.Table] = {
     "service_stat": fact_service_stat,
 }
 
-# ── push to the national portal (pipeline/push.py, migration 0007) ─────────────────────────────
+# ── push to the national portal (exchange/push.py, migration 0007) ─────────────────────────────
 
 PUSH_STATUSES = ("accepted", "rejected")
 
@@ -579,7 +579,7 @@ ops_push = sa.Table(
     comment="Push to the national portal (DongBoHoSoMC, CapNhatTienDoHoSoMC): one row per dossier sent",
 )
 
-# ── exchange packages (pipeline/exchange.py, docs/INTERFACES.md §13) ───────────────────────────
+# ── exchange packages (exchange/packages.py, docs/INTERFACES.md §13) ───────────────────────────
 
 PACKAGE_DIRECTIONS = ("out", "in")
 PACKAGE_STATUSES = ("delivered", "failed", "accepted", "refused")

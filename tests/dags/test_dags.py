@@ -55,7 +55,7 @@ def test_only_dags_import_airflow():
 
 @pytest.mark.slow
 def test_demo_runs_every_dag_through_airflow(tmp_path, monkeypatch, capsys):
-    from pipeline.demo import run_demo
+    from simulators.demo import run_demo
 
     url = f"sqlite:///{tmp_path / 'warehouse.db'}"
     monkeypatch.setenv("WAREHOUSE_URL", url)

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.cli import main
-from tests.pipeline.conftest import TEST_KEY, refresh, run_sync, run_sync_all_sources, split_sources, table_counts
+from tests.province import TEST_KEY, refresh, run_sync, run_sync_all_sources, split_sources, table_counts
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.cli import main
-from tests.pipeline.conftest import TEST_KEY
+from tests.province import TEST_KEY
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.cli import main
 from simulators.filedrop import commune_report_rows, write_commune_report_xlsx, write_justice_csv
-from tests.pipeline.conftest import TEST_KEY, query_rows, run_sync
+from tests.province import TEST_KEY, query_rows, run_sync
 from transforms.legacy_encoding import LegacyEncodingError, encode_legacy
 
 DOJ = "000.00.03.H62"
@@ -172,7 +172,7 @@ def test_file_drop_loads_dossiers_and_reports_and_shows_only_the_planted_gaps(
     assert _gaps(capsys) == {gap for gap in planted if gap[:2] != (COMMUNES[0], MONTHS[0])}
 
     # refresh_marts materialises the same rows
-    from pipeline.indicators import refresh_marts
+    from reporting.indicators import refresh_marts
     from warehouse.db import create_engine
 
     engine = create_engine(warehouse_url)

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.cli import main
-from tests.pipeline.conftest import TEST_KEY, run_sync, table_counts
+from tests.province import TEST_KEY, run_sync, table_counts
 from tests.pipeline.test_sync import LATE_WINDOW
 
 DOJ = "000.00.03.H62"

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from connectors.base import Window
 from connectors.errors import SourceError
-from tests.pipeline.conftest import quarantine_rules, query_rows, run_sync, settings, table_counts
+from tests.province import quarantine_rules, query_rows, run_sync, settings, table_counts
 from transforms.timefmt import LOCAL_TZ, format_portal_time
 
 # A narrower backfill for the tests that need a second sync: the last months of the data.

@@ -6,7 +6,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import standards
-from pipeline.standards_build import ADMIN_UNIT_COLUMNS, build_admin_units, to_csv
+from standards.build import ADMIN_UNIT_COLUMNS, build_admin_units, to_csv
 
 
 @pytest.mark.parametrize("entity", standards.ENTITIES)

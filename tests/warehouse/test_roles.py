@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from pipeline.cli import main
-from pipeline.report import render_report
+from reporting.report import render_report
 from tests.conftest import create_postgres_database
 from tests.warehouse.frames import AGENCY, bad_frame, dossier, dossier_frame, local
 from warehouse.db import create_engine, upgrade

@@ -1,4 +1,4 @@
-"""Push to the national portal: ops_push, one row per dossier sent (pipeline/push.py).
+"""Push to the national portal: ops_push, one row per dossier sent (exchange/push.py).
 
 Revision ID: 0007
 Revises: 0006

@@ -7,7 +7,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from pipeline import dictionary
+from reporting import dictionary
 from pipeline.cli import main
 from warehouse.db import create_engine, upgrade
 from warehouse.schema import metadata

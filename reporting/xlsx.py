@@ -1,7 +1,7 @@
 """Writes the indicator report as an xlsx workbook shaped like the provincial report.
 
 A "Tóm tắt" (summary) sheet with the headline figures, then one sheet per indicator group
-(`pipeline.report.build_tables`): a title row, a Vietnamese header row (frozen, with the period and
+(`reporting.tables.build_tables`): a title row, a Vietnamese header row (frozen, with the period and
 agency columns), one row per period and agency and a bold "Tổng cộng" row per period. Counts are
 formatted `#,##0`; percentages are kept as stored (0–100, the header says "(%)") and formatted
 `0.0`. Text from the sources (agency names, codes, breakdowns) that a spreadsheet would read as a
@@ -20,8 +20,8 @@ from openpyxl.cell.cell import Cell
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 
-from pipeline.indicators import IndicatorValue
-from pipeline.report import ReportTable, build_tables
+from reporting.indicators import IndicatorValue
+from reporting.tables import ReportTable, build_tables
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 NUMBER_FORMATS = {"count": "#,##0", "percent": "0.0", "number": "#,##0.0#"}
@@ -118,10 +118,11 @@ def _table_sheet(ws, table: ReportTable) -> None:
 
 
 def build_workbook(values: list[IndicatorValue], *, names: dict[str, str] | None = None,
-                   headline: list[str] | None = None,
+                   tables: list[ReportTable] | None = None, headline: list[str] | None = None,
                    filters: dict[str, str | None] | None = None) -> Workbook:
-    """The workbook: the summary sheet, then one sheet per indicator group."""
-    tables = build_tables(values, names)
+    """The workbook: the summary sheet, then one sheet per indicator group (`tables`, built from
+    `values` when not given)."""
+    tables = build_tables(values, names) if tables is None else tables
     wb = Workbook()
     taken: set[str] = set()
     summary = wb.active
@@ -133,8 +134,9 @@ def build_workbook(values: list[IndicatorValue], *, names: dict[str, str] | None
 
 
 def render_xlsx(values: list[IndicatorValue], *, names: dict[str, str] | None = None,
-                headline: list[str] | None = None, filters: dict[str, str | None] | None = None) -> bytes:
+                tables: list[ReportTable] | None = None, headline: list[str] | None = None,
+                filters: dict[str, str | None] | None = None) -> bytes:
     """The workbook as xlsx bytes."""
     buffer = io.BytesIO()
-    build_workbook(values, names=names, headline=headline, filters=filters).save(buffer)
+    build_workbook(values, names=names, tables=tables, headline=headline, filters=filters).save(buffer)
     return buffer.getvalue()

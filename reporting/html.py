@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
-from pipeline.indicators import IndicatorValue
-from pipeline.report import TOTAL_LABEL, ReportTable, build_tables
+from reporting.indicators import IndicatorValue
+from reporting.tables import TOTAL_LABEL, ReportTable, build_tables, code_labels
 
 # Where the quality gate's Great Expectations context keeps the Data Docs site, relative to the
 # context's folder (`var/gx`, or LIENTHONG_GX_DIR): as quality.datadocs.data_docs_index says —
@@ -168,8 +168,6 @@ def hbar_chart(chart_id: str, label: str, bars: list[tuple[str, float]], *, x_ma
 
 def _charts(values: list[IndicatorValue], names: dict[str, str]) -> list[tuple[str, str, str]]:
     """The three charts as (Vietnamese caption, English caption, svg)."""
-    from pipeline.report import code_labels
-
     labels = code_labels()
     share = sorted((v.period, v.value) for v in values
                    if v.indicator == "online_share" and v.agency_code is None and len(v.period) == 7)
@@ -209,7 +207,7 @@ def _table_html(table: ReportTable) -> str:
 
 
 def render_html(values: list[IndicatorValue], *, names: dict[str, str] | None = None,
-                headline: list[str] | None = None, filters: dict[str, str | None] | None = None,
+                tables: list[ReportTable] | None = None, headline: list[str] | None = None, filters: dict[str, str | None] | None = None,
                 data_docs_url: str | None = None) -> str:
     """The report page: title, headline figures, the three charts, then one table per indicator group."""
     names = names or {}
@@ -235,7 +233,7 @@ def render_html(values: list[IndicatorValue], *, names: dict[str, str] | None = 
         parts.append(f"<figure><figcaption>{escape(caption)}<span class=\"en\">{escape(caption_en)}</span>"
                      f"</figcaption>{svg}</figure>")
     parts.append("</div>")
-    for table in build_tables(values, names):
+    for table in build_tables(values, names) if tables is None else tables:
         parts.append(_table_html(table))
     parts.append(f'<footer class="meta"><p>{escape(TOTAL_LABEL)}: số của toàn tỉnh khi chỉ tiêu có (tỷ lệ: tính '
                  "trên tổng), nếu không thì tổng các cơ quan (chỉ với số đếm) — the province's own value where there "

@@ -30,7 +30,7 @@ __all__ = [
     "select_changed",
 ]
 
-log = logging.getLogger("lienthong.pipeline.push")
+log = logging.getLogger("lienthong.exchange.push")
 
 ACCEPTED = "00"
 # The portal's per-record codes the push acts on (INTERFACES §14): an insert of a dossier the

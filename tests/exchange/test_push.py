@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from pipeline.push import dossier_to_portal, event_to_portal_step, push_national_portal
-from tests.pipeline.conftest import connection_for, run_sync, settings
+from exchange.push import dossier_to_portal, event_to_portal_step, push_national_portal
+from tests.province import connection_for, run_sync, settings
 from transforms.timefmt import parse_portal_time
 from warehouse.db import create_engine, upgrade
 from warehouse.schema import fact_dossier, fact_dossier_event, ops_push

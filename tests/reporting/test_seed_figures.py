@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.cli import main
-from tests.pipeline.conftest import TEST_KEY, run_sync_all_sources, split_sources, table_counts
+from tests.province import TEST_KEY, run_sync_all_sources, split_sources, table_counts
 
 pytestmark = pytest.mark.slow
 

@@ -89,7 +89,7 @@ def run_sync_all_sources(url: str, sources_dir: Path, drop_dir: Path | None = No
     The file-drop connector archives what it reads: pass a copy of the drop folder as `drop_dir`
     to keep `sources_dir` reusable.
     """
-    from pipeline.demo import source_uris, sync_all_sources
+    from simulators.demo import source_uris, sync_all_sources
     from simulators.lgsp import LgspSimulator
     from simulators.portal import PortalSimulator
     from simulators.province import lgsp_messages
@@ -112,7 +112,7 @@ def run_sync_all_sources(url: str, sources_dir: Path, drop_dir: Path | None = No
 
 def refresh(url: str) -> None:
     """Recompute the indicator mart of the warehouse at `url` (what refresh_marts does)."""
-    from pipeline.indicators import refresh_marts
+    from reporting.indicators import refresh_marts
     from warehouse.db import create_engine
 
     engine = create_engine(url)

@@ -25,7 +25,8 @@ import sqlalchemy as sa
 from lxml import etree
 
 import standards
-from pipeline.keys import SigningKey, TrustedKeys
+from exchange.keys import SigningKey, TrustedKeys
+from pipeline.sources import SourcePlan, StreamPlan
 from transforms.timefmt import LOCAL_TZ, format_portal_time
 
 __all__ = [
@@ -453,7 +454,7 @@ def iter_package_dossiers(body: bytes, *, sender: str = "", message_id: str = ""
         yield record
 
 
-# ── the `exchange` source of the pipeline (pipeline/sync.py SOURCES) ────────────────────────────
+# ── the `exchange` source, declared for the runner (EXCHANGE_SOURCE, pipeline/sources.py) ──────────
 
 class PackageReader:
     """Reads the dossiers of a verified package folder as the `exchange` source: source_system
@@ -504,6 +505,17 @@ def exchange_frames(records: Sequence[dict[str, Any]], *, key: bytes, first_row:
     types = [int(t) if str(t or "").isdigit() else None for t in (record.get(ID_TYPE) for record in records)]
     frame["applicant_id_type"] = pd.array(types, dtype="Int64")
     return frame, events
+
+
+def _open_package_reader(connection: Any, settings: Any, on_page: Any) -> PackageReader:
+    return PackageReader(connection.local_path, chunk_size=settings.chunk_size)
+
+
+# A signed package of another warehouse, verified by receive_package before this reader opens it;
+# the applicant's keyed hash is carried, not recomputed. Declared here, run by the runner: the
+# runner does not import exchange/.
+EXCHANGE_SOURCE = SourcePlan("exchange", "exchange", _open_package_reader,
+                             {"dossiers": StreamPlan("dossier", exchange_frames)}, windowed=False)
 
 
 # ── publishing ──────────────────────────────────────────────────────────────────────────────────
@@ -757,7 +769,7 @@ def receive_package(engine: sa.Engine, path: str | Path, *, trusted: TrustedKeys
         (Path(folder) / MESSAGE).write_bytes(package.body)
         connection = ConnectionSettings(host="", scheme="file", extra={"path": folder})
         try:
-            outcome = sync_stream("exchange", "dossiers", engine=engine, connection=connection, settings=settings)
+            outcome = sync_stream(EXCHANGE_SOURCE, "dossiers", engine=engine, connection=connection, settings=settings)
         except QualityThresholdExceeded as exc:
             _record_received(engine, {**recorded, "status": "refused", "reason": f"quality gate: {exc}"})
             raise PackageRefused(f"quality gate: {exc}") from None
@@ -799,7 +811,7 @@ def publish_from_env(receiver: str, *, outbox: str | None = None, endpoint: str 
                      sender: str | None = None) -> PublishOutcome:
     """Publish for one receiver into the warehouse of WAREHOUSE_URL, with the configured key
     (LIENTHONG_SIGNING_KEY[_ID]), outbox (LIENTHONG_OUTBOX) and endpoint (LIENTHONG_EXCHANGE_ENDPOINT)."""
-    from pipeline.keys import load_signing_key
+    from exchange.keys import load_signing_key
     from pipeline.settings import PipelineSettings
     from warehouse.db import create_engine, upgrade, warehouse_url
 
@@ -824,7 +836,7 @@ def receive_from_env(paths: Sequence[str | Path], *, agency: str | None = None,
                      trusted_keys: str | None = None) -> list[ReceiveOutcome | PackageRefused]:
     """Receive packages into the warehouse of WAREHOUSE_URL, trusting LIENTHONG_TRUSTED_KEYS; for
     each, its outcome or the PackageRefused that refused it (the others are still received)."""
-    from pipeline.keys import load_trusted_keys
+    from exchange.keys import load_trusted_keys
     from pipeline.settings import PipelineSettings
     from warehouse.db import create_engine, upgrade, warehouse_url
 

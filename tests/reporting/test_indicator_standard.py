@@ -52,9 +52,9 @@ import sqlalchemy as sa
 import yaml
 
 import standards
-from pipeline.indicators import INDICATORS, IndicatorValue, compute_indicators, refresh_marts
-from pipeline.report import render_report
-from pipeline.sync import service_stats_to_frame
+from reporting.indicators import INDICATORS, IndicatorValue, compute_indicators, refresh_marts
+from reporting.report import render_report
+from transforms.service_stat import service_stats_to_frame
 from tests.warehouse.frames import dossier, dossier_frame, local, procedure, procedure_frame
 from warehouse.db import create_engine, upgrade
 from warehouse.indicator_sql import build_select, view_name

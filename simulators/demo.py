@@ -113,7 +113,7 @@ def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: boo
     """Generate the province, serve every source, run the DAGs, print the report."""
     from sqlalchemy.engine import make_url
 
-    from pipeline.report import render_report
+    from reporting.report import render_report
     from pipeline.settings import DEMO_PSEUDONYM_KEY
     from simulators.generator import generate_province
     from simulators.lgsp import LgspSimulator

@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.cli import main
-from pipeline.indicators import IndicatorValue
-from tests.conftest import _unavailable
-from tests.pipeline.conftest import TEST_KEY, run_sync
+from reporting.indicators import IndicatorValue
+from tests.conftest import unavailable
+from tests.province import TEST_KEY, run_sync
 
 CHROMIUM = os.environ.get("LIENTHONG_CHROMIUM", "/usr/bin/chromium")
 GROUP_SHEETS = ["Thủ tục hành chính", "Tiếp nhận hồ sơ", "Trực tuyến theo nhóm TTHC", "Giải quyết hồ sơ"]
@@ -64,7 +64,7 @@ def report(small_warehouse, monkeypatch, capsys):
 @pytest.fixture(scope="module")
 def outputs(small_warehouse, tmp_path_factory) -> dict:
     """The JSON rows, the headline lines, the workbook and the page of the small warehouse (one run each)."""
-    from pipeline.report import collect, headline, render_report, to_unit_scheme
+    from reporting.report import collect, headline, render_report, to_unit_scheme
     from warehouse.db import create_engine
 
     out = tmp_path_factory.mktemp("report") / "var"
@@ -101,7 +101,7 @@ def _sheet_rows(ws):
 def test_workbook_has_a_summary_then_a_sheet_per_indicator_group(outputs):
     from openpyxl import load_workbook
 
-    from pipeline.report import indicator_name
+    from reporting.tables import indicator_name
 
     wb = load_workbook(outputs["xlsx"])
     assert wb.sheetnames[0] == "Tóm tắt"
@@ -205,7 +205,7 @@ def test_source_text_that_looks_like_a_formula_stays_text(small_warehouse, repor
 def test_breakdown_text_that_looks_like_a_formula_stays_text(tmp_path):
     from openpyxl import load_workbook
 
-    from pipeline.report_xlsx import render_xlsx
+    from reporting.xlsx import render_xlsx
 
     values = [IndicatorValue("dossiers_received", "2017-01", "=HYPERLINK(\"x\")", 3, "dossiers",
                              group_code="+cmd", dimension="@SUM(A1)"),
@@ -270,14 +270,14 @@ def test_html_links_data_docs_when_they_are_built(report, tmp_path, monkeypatch,
     doc = lxml.html.fromstring(page.read_text(encoding="utf-8"))
     assert doc.xpath("//a[@id='data-docs']/@href") == [f"{site}/index.html"]
 
-    from pipeline.report_html import render_html
+    from reporting.html import render_html
 
     given = lxml.html.fromstring(render_html([], data_docs_url="https://qa.example/docs/index.html"))
     assert given.xpath("//a/@href") == ["https://qa.example/docs/index.html"]
 
 
 def test_html_escapes_source_text():
-    from pipeline.report_html import render_html
+    from reporting.html import render_html
 
     values = [IndicatorValue("finished_on_time_rate", "2017", "A<1>", 50.0, "percent")]
     page = render_html(values, names={"A<1>": "<script>alert(1)</script>"})
@@ -335,7 +335,7 @@ def render_in_chromium(page: Path, png: Path, *, size: str = "1280,2000") -> lis
     `…:INFO:CONSOLE:<line>] "<message>", source: …` with --enable-logging=stderr.
     """
     if not Path(CHROMIUM).exists():
-        _unavailable(f"headless Chromium ({CHROMIUM}) is not installed: apt-get install chromium")
+        unavailable(f"headless Chromium ({CHROMIUM}) is not installed: apt-get install chromium")
     run = subprocess.run(
         [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
          "--no-first-run", "--disable-extensions", "--enable-logging=stderr", "--v=0",
@@ -380,7 +380,7 @@ def _gap(commune: str, value: int, *, reported: int, agency: str | None, measure
 
 
 def test_unit_scheme_2025_merges_communes_into_their_successors():
-    from pipeline.report import commune_successors, to_unit_scheme
+    from reporting.report import commune_successors, to_unit_scheme
 
     successors = commune_successors()
     # Liên Bảo, Đống Đa and Ngô Quyền became Phường Vĩnh Phúc (08716); Tích Sơn is Phường Vĩnh Yên (08707)
@@ -410,7 +410,7 @@ def test_unit_scheme_2025_merges_communes_into_their_successors():
 
 
 def test_unit_scheme_2025_leaves_out_merged_ratios():
-    from pipeline.report import to_unit_scheme
+    from reporting.report import to_unit_scheme
 
     shares = [IndicatorValue("online_share", "2017", None, v, "percent", detail={"commune_code": c})
               for c, v in [("08710", 10.0), ("08716", 20.0), ("08707", 30.0)]]

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.cli import main
-from pipeline.exchange import (
+from exchange.packages import (
     DeliveryFailed,
     PackageRefused,
     build_package,
@@ -25,9 +25,9 @@ from pipeline.exchange import (
     signed_bytes,
     warehouse_dossiers,
 )
-from pipeline.keys import generate_keypair, load_signing_key, load_trusted_keys
+from exchange.keys import generate_keypair, load_signing_key, load_trusted_keys
 from simulators.loopback import LoopbackHandler, LoopbackServer
-from tests.pipeline.conftest import TEST_KEY, run_sync, settings
+from tests.province import TEST_KEY, run_sync, settings
 from transforms.timefmt import format_portal_time, parse_portal_time
 
 SENDER = "000.00.00.H62"
@@ -414,7 +414,7 @@ def test_a_hostile_dtd_fetches_nothing_even_in_a_signed_package(agency_province,
 
 def test_publish_and_inbox_from_the_configuration(agency_province, source_url, keys, tmp_path, monkeypatch,
                                                   capsys):
-    from pipeline.exchange import receive_inbox
+    from exchange.packages import receive_inbox
 
     agency, procedures, _ = agency_province
     signing, _, _ = keys
