@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 UV_VERSION := 0.13.9
+PACKAGES := connectors transforms standards quality warehouse pipeline reporting exchange simulators dags
 
 export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
 export PYTHONPATH := $(CURDIR)
@@ -15,7 +16,7 @@ export PYTHONPATH := $(CURDIR)
 help:
 	@echo "make demo   run every source's DAG through Airflow on the simulated province and print the report"
 	@echo "make test   run the test suite (PostgreSQL tests use TEST_POSTGRES_URL)"
-	@echo "make lint   ruff over the packages"
+	@echo "make lint   ruff and mypy over the packages"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,8 +33,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# mypy reads its file list from pyproject.toml ([tool.mypy] files): the same packages.
 lint: $(STAMP)
-	$(BIN)/ruff check connectors transforms standards quality warehouse pipeline simulators dags tests
+	$(BIN)/ruff check $(PACKAGES) tests
+	$(BIN)/mypy
 
 clean:
 	rm -rf var/airflow var/warehouse.db var/sim

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 import math
+import socket
+import tempfile
+import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import IO, Any, ClassVar, Literal, Self, TypeVar, overload
 
 import httpx
 from tenacity import (
@@ -34,15 +40,19 @@ from transforms.timefmt import LOCAL_TZ
 
 __all__ = [
     "LOCAL_TZ",
+    "PAGING_STYLES",
+    "BodySink",
     "Connector",
     "HttpJsonConnector",
     "HttpStreamSpec",
     "Page",
     "PageCallback",
+    "ResponseTooLarge",
     "SessionExpired",
     "StreamSpec",
     "Window",
     "iter_chunks",
+    "spool_body",
 ]
 
 
@@ -50,8 +60,15 @@ log = logging.getLogger("lienthong.connectors")
 
 T = TypeVar("T")
 
-# on_page(stream, page, total_pages, records_so_far): progress after each page is received.
-PageCallback = Callable[[str, int, int, int], None]
+# on_page(stream, page, total_pages, records_so_far): progress after each page is received;
+# total_pages is None when the source does not say (keyset paging).
+PageCallback = Callable[[str, int, "int | None", int], None]
+# sink(chunks) → what the caller wants of a streamed answer body (e.g. `spool_body`: a file).
+BodySink = Callable[[Iterator[bytes]], T]
+PagingStyle = Literal["page_number", "keyset"]
+PAGING_STYLES: tuple[PagingStyle, ...] = ("page_number", "keyset")
+# A streamed body is held in memory up to this size, then spooled to disk.
+SPOOL_IN_MEMORY = 1 << 20
 
 
 # The portal-shaped dossier's required fields (the standard's required dossier columns, by their
@@ -74,6 +91,9 @@ PORTAL_PROCEDURE_FIELDS = (
     "MaTTHC", "TenTTHC", "MaLinhVuc", "TenLinhVuc", "MaCoQuanThucHien", "CapThucHien", "MucDo",
     "PhiLePhi", "ThoiHanGiaiQuyet", "NgayCongBo", "NgayBaiBo", "NgayCapNhat",
 )  # fmt: skip
+# Fields holding an amount of đồng (in a flat file, `DanhSachLePhi` is the fee list's total): a
+# source's number goes through `transforms.amounts.to_portal_amount`, never through plain text.
+PORTAL_AMOUNT_FIELDS = frozenset({"LePhi", "PhiLePhi", "DanhSachLePhi"})
 
 
 @dataclass(frozen=True)
@@ -93,9 +113,23 @@ class StreamSpec:
 
 @dataclass(frozen=True)
 class HttpStreamSpec(StreamSpec):
-    """A stream of an HTTP JSON source; `endpoint` is the source's name for it (service, path)."""
+    """A stream of an HTTP JSON source: its endpoint, how a page is asked for, and how pages follow.
+
+    `endpoint` is the source's name for it (service, path). `method` says how `page_request`'s
+    parameters travel: the JSON body of a POST, or the query of a GET. `paging` is
+    "page_number" (pages 1..ceil(total / page_size)) or "keyset" (each page names the next).
+    """
 
     endpoint: str = ""
+    method: Literal["GET", "POST"] = "POST"
+    paging: PagingStyle = "page_number"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.method not in ("GET", "POST"):
+            raise ValueError(f"stream {self.name!r}: method must be GET or POST, got {self.method!r}")
+        if self.paging not in PAGING_STYLES:
+            raise ValueError(f"stream {self.name!r}: paging must be one of {PAGING_STYLES}, got {self.paging!r}")
 
     @property
     def label(self) -> str:
@@ -121,14 +155,24 @@ class Window:
 
 @dataclass(frozen=True)
 class Page:
-    """One page as a connector parsed it: its records and the total the source reports."""
+    """One page as a connector parsed it: its records, and what says whether more pages follow.
+
+    A "page_number" stream gives `total` (the records of the whole window, as the source reports
+    it); a "keyset" stream gives `next_page` (what asks for the following page, e.g. the source's
+    cursor after the last record), None on the last page.
+    """
 
     records: list[dict[str, Any]]
-    total: int
+    total: int | None = None
+    next_page: Any = None
 
 
 class SessionExpired(Exception):
     """Raised by a connector's answer parser when the source no longer accepts the session."""
+
+
+class ResponseTooLarge(SourceProtocolError):
+    """An answer body above the `max_bytes` its request allowed: refused, never retried."""
 
 
 def iter_chunks(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -143,6 +187,23 @@ def iter_chunks(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[d
             chunk = []
     if chunk:
         yield chunk
+
+
+def spool_body(chunks: Iterable[bytes], *, in_memory: int = SPOOL_IN_MEMORY) -> IO[bytes]:
+    """A body sink: the chunks written to a temporary file (memory up to `in_memory`, disk beyond).
+
+    Returns the file rewound to its start; the caller closes it. On any failure while the body
+    arrives (the deadline, a size limit) the file is closed and the failure raised.
+    """
+    spool = tempfile.SpooledTemporaryFile(max_size=in_memory)  # noqa: SIM115 — returned to the caller
+    try:
+        for block in chunks:
+            spool.write(block)
+        spool.seek(0)
+        return spool
+    except BaseException:
+        spool.close()
+        raise
 
 
 class Connector(ABC):
@@ -166,7 +227,7 @@ class Connector(ABC):
     def close(self) -> None:  # noqa: B027 — optional hook: most connectors hold nothing to release
         """Release what the connector holds (clients, sessions)."""
 
-    def __enter__(self) -> Connector:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -179,7 +240,7 @@ class Connector(ABC):
 
 
 class _Transient(Exception):
-    """A failure worth retrying: timeout, connection error, HTTP 5xx or 429."""
+    """A failure worth retrying: timeout, deadline, connection error, HTTP 5xx or 429."""
 
     def __init__(self, detail: str, retry_after: float | None = None) -> None:
         super().__init__(detail)
@@ -211,14 +272,81 @@ class _wait_retry_after(wait_base):
         return self.fallback(retry_state)
 
 
-class HttpJsonConnector(Connector):
-    """Base of JSON-over-HTTP sources: client, timeouts, retries, session, paging and chunking.
+class _Deadline:
+    """The whole time one HTTP exchange may take: connect, send, headers and every read of the body.
 
-    A subclass declares `source` and `streams` (of `HttpStreamSpec`) and fills three hooks:
-    `open_session()` (log in; default: no session), `page_request()` (path and JSON body of one
-    page) and `parse_page()` (check an answer, return its records and total, raise
-    `SessionExpired` when the source rejects the session). Paging runs pages
-    `1..ceil(total / page_size)`, stopping early on an empty page.
+    httpx's timeouts bound each socket operation, so a server dripping its answer a byte at a time
+    never trips them. This bounds their sum: `check()` runs between the chunks of the body, and a
+    timer shuts the exchange's socket down when time is up, so that a read blocked on a silent or
+    dripping server returns at once (closing the socket would not wake it). The socket is known
+    from httpcore's `trace` hook for a new connection, and from the answer once its headers are in;
+    a connection reused from the pool that is still waiting for headers is cut by closing the
+    client, which ends the blocked read at the server's next byte (or its per-read timeout).
+    """
+
+    def __init__(self, seconds: float, client: httpx.Client) -> None:
+        self.seconds = seconds
+        self.passed = False
+        self._ends = time.monotonic() + seconds
+        self._client = client
+        self._stream: Any = None  # httpcore's network stream of the exchange, once known
+        self._lock = threading.Lock()
+        self._over = False
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:  # waits for a cut under way: none starts once the exchange is over
+            self._over = True
+        self._timer.cancel()
+
+    @property
+    def message(self) -> str:
+        return f"no complete answer within {self.seconds:g} s"
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's `trace` extension: note a new connection's stream (TCP, then TLS) as it opens."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            self._stream = info.get("return_value")
+
+    def watch(self, response: httpx.Response) -> None:
+        """The headers are in: the answer's connection (perhaps reused from the pool) is the one to cut."""
+        self._stream = response.extensions.get("network_stream", self._stream)
+
+    def check(self) -> None:
+        """Raise the transient failure once the deadline has passed."""
+        if self.passed or time.monotonic() >= self._ends:
+            self.passed = True
+            raise _Transient(self.message)
+
+    def _cut(self) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self.passed = True
+            sock = self._stream.get_extra_info("socket") if self._stream is not None else None
+            # The exchange may have closed its socket meanwhile: then there is nothing left to cut.
+            with suppress(OSError):
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+                else:  # no stream known: waiting for headers on a reused connection; close the pool
+                    self._client.close()
+
+
+class HttpJsonConnector(Connector):
+    """Base of JSON-over-HTTP sources: client, deadlines, retries, session, paging and chunking.
+
+    A subclass declares `source` and `streams` (of `HttpStreamSpec`: endpoint, method, paging) and
+    fills three hooks: `open_session()` (log in; default: no session), `page_request()` (path and
+    parameters of one page) and `parse_page()` (check an answer, return its records and either the
+    total or the next page's token, raise `SessionExpired` when the source rejects the session).
+    "page_number" paging runs pages `1..ceil(total / page_size)`, stopping early on an empty page;
+    "keyset" paging follows `Page.next_page` until it is None or a page is empty.
+    Any other call to the source goes through `request` (or `post_json`, `request_in_session`).
     """
 
     streams: ClassVar[tuple[HttpStreamSpec, ...]]
@@ -238,6 +366,7 @@ class HttpJsonConnector(Connector):
         backoff_max: float = 8.0,
         on_page: PageCallback | None = None,
     ) -> None:
+        """`timeout` is the deadline of one HTTP exchange in all, in seconds (see `request`)."""
         if page_size < 1 or (self.max_page_size and page_size > self.max_page_size):
             limit = f"1..{self.max_page_size}" if self.max_page_size else "at least 1"
             raise ValueError(f"{self.source}: page_size must be {limit}, got {page_size}")
@@ -265,13 +394,18 @@ class HttpJsonConnector(Connector):
 
     @abstractmethod
     def page_request(
-        self, spec: HttpStreamSpec, window: Window | None, page: int, session: str | None
+        self, spec: HttpStreamSpec, window: Window | None, page: Any, session: str | None
     ) -> tuple[str, dict[str, Any]]:
-        """The path and JSON body that ask for `page` (1-based) of `spec` within `window`."""
+        """The path and parameters that ask for `page` of `spec` within `window`.
+
+        The parameters are sent as the stream's `method` says: the JSON body of a POST, the query
+        of a GET. `page` is the page's number (1-based) for "page_number" paging; for "keyset"
+        paging it is the previous page's `next_page`, None for the first page.
+        """
 
     @abstractmethod
     def parse_page(self, spec: HttpStreamSpec, answer: Any, where: str) -> Page:
-        """Check a decoded answer; return its records and the reported total.
+        """Check a decoded answer; return its records and the total ("page_number") or next page ("keyset").
 
         Raise `SourceProtocolError` for an answer out of contract and `SessionExpired` when the
         source says the session is no longer valid.
@@ -281,11 +415,11 @@ class HttpJsonConnector(Connector):
 
     @property
     def client(self) -> httpx.Client:
-        """The one HTTP client of this connector, created on first use."""
-        if self._client is None:
+        """The one HTTP client of this connector, created on first use (and after a deadline closed it)."""
+        if self._client is None or self._client.is_closed:
             self._client = httpx.Client(
                 base_url=self.settings.base_url,
-                timeout=httpx.Timeout(self.timeout),
+                timeout=httpx.Timeout(self.timeout),  # each operation; `request` bounds their sum
                 headers={"Accept": "application/json", "User-Agent": "lienthong-connectors"},
             )
         return self._client
@@ -303,18 +437,53 @@ class HttpJsonConnector(Connector):
         Records come as received (duplicates and incomplete records included); at most one chunk
         and one page are held at a time.
         """
-        spec = self.stream(stream)
+        return iter_chunks(self.records(stream, window), self.chunk_size)
+
+    def records(self, stream: str, window: Window | None = None) -> Iterator[dict[str, Any]]:
+        """The raw records of `stream` within `window`, one page at a time, paged as the stream declares."""
+        spec = self.stream(stream)  # here, not when the first record is asked for: a bad name fails now
         assert isinstance(spec, HttpStreamSpec)
-        return iter_chunks(self._iter_records(spec, window), self.chunk_size)
+        if spec.paging == "keyset":
+            return self._keyset_records(spec, window)
+        return self._numbered_records(spec, window)
 
-    def post_json(self, path: str, body: dict[str, Any], where: str) -> Any:
-        """POST `body` to `path` and return the decoded JSON answer, retrying transient failures.
+    @overload
+    def request(
+        self, method: str, path: str, *, where: str, json: Any = None, params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None, sink: None = None, max_bytes: int | None = None,
+    ) -> Any: ...
 
-        Timeouts, connection errors, HTTP 5xx and 429 are retried with exponential backoff and
-        jitter (429 waits its Retry-After, capped at `backoff_max`); after `max_retries` retries
-        `SourceUnavailable` carries the last cause. An empty, HTML or malformed 2xx body is
-        retried `protocol_retries` times, then raises `SourceProtocolError`. HTTP 401 raises
-        `SessionExpired`.
+    @overload
+    def request(
+        self, method: str, path: str, *, where: str, json: Any = None, params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None, sink: BodySink[T], max_bytes: int | None = None,
+    ) -> T: ...
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        where: str,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        sink: BodySink[Any] | None = None,
+        max_bytes: int | None = None,
+    ) -> Any:
+        """Send `method path` and return the decoded JSON answer, or what `sink` makes of the body.
+
+        `json` is the body, `params` the query; `where` names the call in errors and logs. Each
+        attempt must end within `timeout` seconds in all: connect, send, and every read of the
+        answer together, not each read alone (a server dripping its answer is cut at the deadline).
+        The deadline, timeouts, connection errors, HTTP 5xx and 429 are retried with exponential
+        backoff and jitter (a Retry-After is waited, capped at `backoff_max`); after `max_retries`
+        retries `SourceUnavailable` carries the last cause, e.g. "no complete answer within 30 s".
+        HTTP 401 raises `SessionExpired`, another non-2xx status `SourceProtocolError`. An empty,
+        HTML or malformed JSON answer is retried `protocol_retries` times, then raises
+        `SourceProtocolError`. With `sink` (e.g. `spool_body`), the body of a 2xx answer is handed
+        to `sink(chunks)` as it arrives, afresh on each attempt, and its result returned. A body
+        above `max_bytes` raises `ResponseTooLarge` at once, without retry.
         """
         garbled = 0
 
@@ -338,10 +507,11 @@ class HttpJsonConnector(Connector):
             ),
             before_sleep=lambda state: self._log_retry(where, state),
         )
+        options = {"json": json, "params": params, "headers": headers}
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._post_once(path, body, where)
+                    return self._send_once(method, path, options, where, sink, max_bytes)
         except _Garbled as exc:
             raise SourceProtocolError(self.source, where, exc.detail) from None
         except RetryError as exc:
@@ -354,21 +524,102 @@ class HttpJsonConnector(Connector):
             ) from last
         raise AssertionError("unreachable: tenacity either returns or raises")
 
-    def _post_once(self, path: str, body: dict[str, Any], where: str) -> Any:
-        try:
-            response = self.client.post(path, json=body)
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"no answer within {self.timeout:g} s ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise _Transient(
-                f"connection to {self.settings.base_url} failed ({type(exc).__name__})"
-            ) from exc
-        return self._decode(response, where)
+    def post_json(self, path: str, body: Any, where: str) -> Any:
+        """POST `body` as JSON to `path` and return the decoded JSON answer (`request`'s retries)."""
+        return self.request("POST", path, where=where, json=body)
 
-    def _decode(self, response: httpx.Response, where: str) -> Any:
-        """The JSON of `response`, or the internal exception that says what to do about it."""
+    def request_in_session(
+        self,
+        method: str,
+        build: Callable[[str | None], tuple[str, dict[str, Any]]],
+        parse: Callable[[Any, str], T],
+        where: str,
+    ) -> T:
+        """Send what `build(session)` gives, `parse(answer, where)` the answer, within a session.
+
+        `build` returns the path and the parameters: the JSON body of a POST, the query of a GET.
+        Retries as `request`; when `parse` (or the HTTP status) says the session expired, logs in
+        again once and sends the request anew with the new session.
+        """
+        for fresh_login in (False, True):
+            session = self._ensure_session()
+            path, parameters = build(session)
+            try:
+                if method == "GET":
+                    answer = self.request(method, path, where=where, params=parameters)
+                else:
+                    answer = self.request(method, path, where=where, json=parameters)
+                return parse(answer, where)
+            except SessionExpired as exc:
+                self._forget_session()
+                if fresh_login:
+                    raise SourceAuthError(
+                        self.source, where, f"session rejected again after a new login ({exc})"
+                    ) from None
+                log.info("%s %s: session expired (%s); logging in again", self.source, where, exc)
+        raise AssertionError("unreachable")
+
+    def post_in_session(
+        self,
+        request: Callable[[str | None], tuple[str, dict[str, Any]]],
+        parse: Callable[[Any, str], T],
+        where: str,
+    ) -> T:
+        """POST what `request(session)` builds within a session (`request_in_session`).
+
+        For calls that are not pages of a stream, e.g. pushing records to the source.
+        """
+        return self.request_in_session("POST", request, parse, where)
+
+    # -- one exchange ----------------------------------------------------------------------
+
+    def _send_once(
+        self,
+        method: str,
+        path: str,
+        options: dict[str, Any],
+        where: str,
+        sink: BodySink[Any] | None,
+        max_bytes: int | None,
+    ) -> Any:
+        """One attempt within its deadline; failures worth retrying raise `_Transient` or `_Garbled`."""
+        client = self.client
+        with _Deadline(self.timeout, client) as deadline:
+            try:
+                with client.stream(method, path, extensions={"trace": deadline.trace}, **options) as response:
+                    deadline.watch(response)
+                    body = self._body(response, deadline, max_bytes, where)
+                    if not 200 <= response.status_code < 300:
+                        self._refuse_status(response, _text(response, b"".join(body)), where)
+                    if sink is not None:
+                        return sink(body)
+                    return self._json(response, b"".join(body))
+            except httpx.TransportError as exc:  # timeouts, connection and protocol errors
+                if deadline.passed:  # the cut at the deadline is what broke the exchange
+                    raise _Transient(deadline.message) from exc
+                if isinstance(exc, httpx.TimeoutException):
+                    raise _Transient(f"no answer within {self.timeout:g} s ({type(exc).__name__})") from exc
+                raise _Transient(
+                    f"connection to {self.settings.base_url} failed ({type(exc).__name__})"
+                ) from exc
+
+    def _body(
+        self, response: httpx.Response, deadline: _Deadline, max_bytes: int | None, where: str
+    ) -> Iterator[bytes]:
+        """The answer's body as it arrives, chunk by chunk, within the deadline and `max_bytes`."""
+        size = 0
+        for block in response.iter_bytes():
+            deadline.check()
+            size += len(block)
+            if max_bytes is not None and size > max_bytes:
+                raise ResponseTooLarge(self.source, where, f"answer larger than {max_bytes} bytes")
+            yield block
+        if deadline.passed:  # cut at the deadline: a body without Content-Length may look complete
+            raise _Transient(deadline.message)
+
+    def _refuse_status(self, response: httpx.Response, text: str, where: str) -> None:
+        """Raise what a non-2xx answer means: retry (5xx, 429), `SessionExpired` (401), protocol error."""
         status = response.status_code
-        text = response.text
         unusable = _unusable_body(response, text)
         if status == 429:
             raise _Transient("HTTP 429 (too many requests)", _retry_after_seconds(response))
@@ -381,15 +632,19 @@ class HttpJsonConnector(Connector):
             raise _Transient(detail, retry_after)
         if status == 401:
             raise SessionExpired("HTTP 401")
-        if not 200 <= status < 300:
-            detail = unusable or one_line(text, 120)
-            raise SourceProtocolError(self.source, where, f"HTTP {status} ({detail})")
+        detail = unusable or one_line(text, 120)
+        raise SourceProtocolError(self.source, where, f"HTTP {status} ({detail})")
+
+    def _json(self, response: httpx.Response, body: bytes) -> Any:
+        """The JSON of a 2xx answer's body, or `_Garbled` saying why it is unusable."""
+        status = response.status_code
+        unusable = _unusable_body(response, _text(response, body.lstrip()[:64]))  # its start tells
         if unusable == "empty body":
             raise _Garbled(f"empty response body (HTTP {status})")
         if unusable:
             raise _Garbled(f"response is not JSON ({unusable}, HTTP {status})")
         try:
-            return response.json()
+            return jsonlib.loads(body)
         except ValueError as exc:
             reason = getattr(exc, "msg", type(exc).__name__)
             pos = getattr(exc, "pos", None)
@@ -398,7 +653,9 @@ class HttpJsonConnector(Connector):
                 f"response is not JSON (malformed JSON: {reason}{at}, HTTP {status})"
             ) from None
 
-    def _iter_records(
+    # -- paging ----------------------------------------------------------------------------
+
+    def _numbered_records(
         self, spec: HttpStreamSpec, window: Window | None
     ) -> Iterator[dict[str, Any]]:
         page = 1
@@ -406,7 +663,9 @@ class HttpJsonConnector(Connector):
         total_pages = 1
         received = 0
         while page <= total_pages:
-            result = self._fetch_page(spec, window, page)
+            result = self._fetch_page(spec, window, page, page)
+            if result.total is None:
+                raise TypeError(f"{self.source} {spec.label}: parse_page gave no total (page-number paging)")
             if total is None:
                 total = result.total
             elif result.total != total:
@@ -446,39 +705,38 @@ class HttpJsonConnector(Connector):
             page += 1
         log.info("%s %s: %d records received", self.source, spec.label, received)
 
-    def post_in_session(
-        self,
-        request: Callable[[str | None], tuple[str, dict[str, Any]]],
-        parse: Callable[[Any, str], T],
-        where: str,
-    ) -> T:
-        """POST what `request(session)` builds, `parse(answer, where)` the answer, in a session.
+    def _keyset_records(self, spec: HttpStreamSpec, window: Window | None) -> Iterator[dict[str, Any]]:
+        token: Any = None  # the first page is asked for without one
+        number = received = 0
+        while True:
+            number += 1
+            result = self._fetch_page(spec, window, token, number)
+            following, count = result.next_page, len(result.records)
+            received += count
+            log.debug("%s %s page %d: %d records", self.source, spec.label, number, count)
+            if self.on_page is not None:
+                self.on_page(spec.name, number, None, received)
+            yield from result.records
+            del result  # hold one page at a time, not two while the next one downloads
+            if following is None or not count:
+                break
+            if following == token:
+                raise SourceProtocolError(
+                    self.source, f"{spec.label} page {number}",
+                    f"next page {one_line(following, 80)} is the one just read: paging would never end")
+            token = following
+        log.info("%s %s: %d records received", self.source, spec.label, received)
 
-        Retries as `post_json`; when `parse` (or the HTTP status) says the session expired, logs in
-        again once and sends the same request with the new session. For calls that are not pages
-        of a stream (e.g. pushing records to the source).
-        """
-        for fresh_login in (False, True):
-            session = self._ensure_session()
-            path, body = request(session)
-            try:
-                return parse(self.post_json(path, body, where), where)
-            except SessionExpired as exc:
-                self._forget_session()
-                if fresh_login:
-                    raise SourceAuthError(
-                        self.source, where, f"session rejected again after a new login ({exc})"
-                    ) from None
-                log.info("%s %s: session expired (%s); logging in again", self.source, where, exc)
-        raise AssertionError("unreachable")
-
-    def _fetch_page(self, spec: HttpStreamSpec, window: Window | None, page: int) -> Page:
+    def _fetch_page(self, spec: HttpStreamSpec, window: Window | None, page: Any, number: int) -> Page:
         """One page; on an expired session log in again once and ask for the same page."""
-        return self.post_in_session(
+        return self.request_in_session(
+            spec.method,
             lambda session: self.page_request(spec, window, page, session),
             lambda answer, where: self.parse_page(spec, answer, where),
-            f"{spec.label} page {page}",
+            f"{spec.label} page {number}",
         )
+
+    # -- session and logs -------------------------------------------------------------------
 
     def _ensure_session(self) -> str | None:
         if not self._has_session:
@@ -505,6 +763,11 @@ class HttpJsonConnector(Connector):
             self.max_retries,
             wait,
         )
+
+
+def _text(response: httpx.Response, body: bytes) -> str:
+    """A body as text, in the answer's charset (UTF-8 when it names none or an unknown one)."""
+    return body.decode(response.encoding or "utf-8", errors="replace")
 
 
 def _unusable_body(response: httpx.Response, text: str) -> str | None:

@@ -19,8 +19,9 @@ from xml.etree.ElementTree import ParseError
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
 
-from connectors.base import Connector, StreamSpec, Window, iter_chunks
+from connectors.base import PORTAL_AMOUNT_FIELDS, Connector, StreamSpec, Window, iter_chunks
 from connectors.errors import SourceProtocolError, one_line
+from transforms.amounts import to_portal_amount
 from transforms.legacy_encoding import (
     ENCODINGS,
     LegacyEncodingError,
@@ -40,6 +41,7 @@ __all__ = [
     "FileRejected",
     "catalogue_procedure",
     "cell_text",
+    "cell_value",
     "header_fields",
     "justice_dossier",
     "unreadable_reason",
@@ -412,6 +414,14 @@ def _text(value: object) -> str:
     return unicodedata.normalize("NFC", str(value)).strip()
 
 
+def _cell(field: str, value: object) -> str | float:
+    """A cell of `field` as `_text` writes it, but an amount's fractional number stays a float
+    (`to_portal_amount`): as text, 50.125 would read as 50 125 đồng."""
+    if field in PORTAL_AMOUNT_FIELDS and isinstance(amount := to_portal_amount(value), float):
+        return amount
+    return _text(value)
+
+
 def _sheet_records(path: Path, headers: dict[str, str], *,
                    on_title: Callable[[list[str]], None] | None = None) -> Iterator[dict[str, Any]]:
     """Rows under the header row of the first sheet, as {field: raw cell value}; read-only streaming.
@@ -481,7 +491,7 @@ def _scope_code(value: object) -> str:
     return text
 
 
-def _justice_dossier(row: dict[str, str]) -> dict[str, Any]:
+def _justice_dossier(row: dict[str, str | float]) -> dict[str, Any]:
     record: dict[str, Any] = {field: "" for field in JUSTICE_COLUMNS.values()}
     record.update({field: "" for field in _PORTAL_TEXTS})
     record.update({field: [] for field in _PORTAL_LISTS})
@@ -525,17 +535,23 @@ def cell_text(value: object) -> str:
     return _text(value)
 
 
-def justice_dossier(row: Mapping[str, str]) -> dict[str, Any]:
+def cell_value(field: str, value: object) -> str | float:
+    """A cell of portal field `field` as the connector reads it: `cell_text`, except that an
+    amount field's fractional number stays a float, for the transform to refuse."""
+    return _cell(field, value)
+
+
+def justice_dossier(row: Mapping[str, object]) -> dict[str, Any]:
     """One row of the Department of Justice export, keyed by portal field (`JUSTICE_COLUMNS`
     values), → a portal-shaped dossier, exactly as the `justice_csv` stream yields it."""
-    return _justice_dossier({field: _text(value) for field, value in row.items()})
+    return _justice_dossier({field: _cell(field, value) for field, value in row.items()})
 
 
 def catalogue_procedure(cells: Mapping[str, object]) -> dict[str, Any] | None:
     """One row of the catalogue sheet, keyed by portal field (`CATALOGUE_HEADERS` values), → a
     portal-shaped procedure, exactly as the `procedure_catalogue` stream yields it; None for a
     blank row."""
-    row = {field: _text(value) for field, value in cells.items()}
+    row = {field: _cell(field, value) for field, value in cells.items()}
     if all(value == "" for value in row.values()):
         return None
     published = _portal_date(row.get("NgayCongBo", ""))

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import logging
 import re
-import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, TypedDict
 
-import httpx
 from lxml import etree
 
 import standards
-from connectors.base import PORTAL_DOSSIER_REQUIRED, HttpJsonConnector, HttpStreamSpec, Page, Window, _Transient
+from connectors.base import (
+    PORTAL_DOSSIER_REQUIRED,
+    HttpJsonConnector,
+    HttpStreamSpec,
+    Page,
+    ResponseTooLarge,
+    Window,
+    spool_body,
+)
 from connectors.errors import SourceProtocolError, one_line
 from connectors.settings import ConnectionSettings
 
@@ -25,6 +31,7 @@ __all__ = [
     "MessageHeader",
     "MessageRefused",
     "RefusedCallback",
+    "SAFE_PARSER_OPTIONS",
     "XSD_PATH",
     "check_message",
     "iter_dossiers",
@@ -44,14 +51,24 @@ DOSSIER_FIELDS = (
 )
 _NS = f"{{{LGSP_NS}}}"
 _HEADER, _DOSSIER = f"{_NS}Header", f"{_NS}Dossier"
-_SPOOL_IN_MEMORY = 1 << 20  # a message above 1 MB is spooled to disk while it is checked and read
 
 # on_refused(message_id, cursor, reason): a message was refused and skipped.
 RefusedCallback = Callable[[str, int, str], None]
 
+
+class ParserOptions(TypedDict):
+    """Keyword options of `etree.XMLParser` and `etree.iterparse`, typed for their signatures."""
+
+    resolve_entities: bool
+    no_network: bool
+    load_dtd: bool
+    huge_tree: bool
+
+
 # libxml2's safe parsing options, spelled out: entities are never substituted, nothing is fetched,
-# no DTD is loaded, and its size and depth limits stay on.
-_SAFE = {"resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False}
+# no DTD is loaded, and its size and depth limits stay on. Shared with the exchange validator.
+SAFE_PARSER_OPTIONS: ParserOptions = {"resolve_entities": False, "no_network": True, "load_dtd": False,
+                                      "huge_tree": False}
 
 
 class MessageRefused(Exception):
@@ -70,7 +87,7 @@ class MessageHeader:
 @cache
 def load_message_schema() -> etree.XMLSchema:
     """The LGSP message schema (standards/xsd/lgsp_message.xsd), parsed once."""
-    return etree.XMLSchema(etree.parse(str(XSD_PATH), etree.XMLParser(**_SAFE)))
+    return etree.XMLSchema(etree.parse(str(XSD_PATH), etree.XMLParser(**SAFE_PARSER_OPTIONS)))
 
 
 def _refuse_doctype(element: etree._Element) -> None:
@@ -97,12 +114,12 @@ def check_message(source: IO[bytes]) -> MessageHeader:
     try:
         # The prolog first, whatever the root is: stop at the root's start tag, before any content
         # (where entities would be used) is parsed.
-        for _, root in etree.iterparse(source, events=("start",), **_SAFE):
+        for _, root in etree.iterparse(source, events=("start",), **SAFE_PARSER_OPTIONS):
             _refuse_doctype(root)
             break
         source.seek(0)
         events = etree.iterparse(
-            source, events=("end",), tag=(_HEADER, _DOSSIER), schema=load_message_schema(), **_SAFE
+            source, events=("end",), tag=(_HEADER, _DOSSIER), schema=load_message_schema(), **SAFE_PARSER_OPTIONS
         )
         header: MessageHeader | None = None
         for _, element in events:
@@ -128,14 +145,16 @@ def iter_dossiers(source: IO[bytes], header: MessageHeader) -> Iterator[dict[str
     """
     cut = len(_NS)
     # The message passed the schema: a Dossier's children are its fields, all in the namespace.
-    parsed = etree.iterparse(source, events=("end",), tag=_DOSSIER, remove_comments=True, remove_pis=True, **_SAFE)
+    parsed = etree.iterparse(
+        source, events=("end",), tag=_DOSSIER, remove_comments=True, remove_pis=True, **SAFE_PARSER_OPTIONS
+    )
     for _, element in parsed:
         record: dict[str, Any] = dict.fromkeys(DOSSIER_FIELDS, "")
         record["QuaTrinhXuLy"] = []
         for child in element:
-            name = child.tag[cut:]
+            name = str(child.tag)[cut:]  # a parsed element's tag is always text
             if name == "QuaTrinhXuLy":  # the processing steps: each Buoc's children are its fields
-                record[name] = [{field.tag[cut:]: field.text or "" for field in step} for step in child]
+                record[name] = [{str(field.tag)[cut:]: field.text or "" for field in step} for step in child]
             else:
                 record[name] = child.text or ""
         record["_lgsp_message_id"] = header.message_id
@@ -172,23 +191,14 @@ def _syntax_reason(exc: etree.XMLSyntaxError) -> str:
     return one_line(f"malformed XML: {text}")
 
 
-@dataclass(frozen=True)
-class _Get:
-    """A GET sent through the base's retry loop (see `LgspConnector._post_once`)."""
-
-    params: dict[str, Any] = field(default_factory=dict)
-    xml: bool = False  # the answer is an XML message, spooled to a file, not JSON
-
-
-class _TooLarge(MessageRefused):
-    """A message above `max_message_bytes`: refused, not retried."""
-
-
 class LgspConnector(HttpJsonConnector):
     """Reads the LGSP dossier feed (`GET /messages`, `GET /messages/<cursor>`, `POST /ack`).
 
-    Each message is downloaded to a spooled temporary file (memory up to 1 MB, disk beyond) and
-    parsed twice with `lxml.etree.iterparse`, both times streaming (each element cleared once read):
+    The stream is the message index, paged by the base ("keyset": each page asks for the messages
+    after the cursor the previous page ended at). Each message is downloaded through the base's
+    `request` into a spooled temporary file (memory up to 1 MB, disk beyond; a message above
+    `max_message_bytes` is refused, never retried) and parsed twice with `lxml.etree.iterparse`,
+    both times streaming (each element cleared once read):
     1. `check_message`: a DOCTYPE is refused at the root's start tag, before any content where an
        entity could be used; then the whole message is validated against
        `standards/xsd/lgsp_message.xsd` by handing the schema to iterparse (`schema=`), so libxml2
@@ -213,6 +223,8 @@ class LgspConnector(HttpJsonConnector):
             replication_key="cursor",  # the feed's message cursor, not a field of the record
             required_fields=PORTAL_DOSSIER_REQUIRED,
             endpoint="messages",
+            method="GET",
+            paging="keyset",
         ),
     )
     max_page_size: ClassVar[int | None] = 1000  # the feed's `limit`
@@ -238,6 +250,39 @@ class LgspConnector(HttpJsonConnector):
         self.last_cursor: int | None = start_after
         self.refused: list[tuple[str, int, str]] = []
 
+    # -- the index: pages of the stream, fetched by the base --------------------------------
+
+    def page_request(
+        self, spec: HttpStreamSpec, window: Window | None, page: int | None, session: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        """The query of one index page: the messages after `page` (the cursor the last page ended at).
+
+        The first page asks after `start_after`, or, without it, after the acknowledged cursor.
+        `window` is ignored: this feed replicates by cursor, not by time.
+        """
+        after = self.start_after if page is None else page
+        params: dict[str, Any] = {"limit": self.page_size}
+        if after is not None:
+            params["after"] = after
+        return self.messages_path, params
+
+    def parse_page(self, spec: HttpStreamSpec, answer: Any, where: str) -> Page:
+        """Check an index answer: entries with increasing cursors and a URL, and the `next` cursor."""
+        if not isinstance(answer, dict) or not isinstance(answer.get("messages"), list):
+            raise SourceProtocolError(self.source, where, "index answer lacks a 'messages' list")
+        entries = answer["messages"]
+        for entry in entries:
+            if not (isinstance(entry, dict) and _is_int(entry.get("cursor")) and isinstance(entry.get("url"), str)):
+                raise SourceProtocolError(self.source, where, f"index entry out of contract: {one_line(entry, 120)}")
+            entry.setdefault("id", f"cursor {entry['cursor']}")
+        cursors = [entry["cursor"] for entry in entries]
+        if cursors != sorted(set(cursors)):
+            raise SourceProtocolError(self.source, where, "index cursors are not increasing")
+        following = answer.get("next")
+        if not _is_int(following) or (cursors and following < cursors[-1]):
+            raise SourceProtocolError(self.source, where, f"index 'next' is not a cursor: {following!r}")
+        return Page(records=entries, next_page=following)
+
     # -- the feed --------------------------------------------------------------------------
 
     def read(self, stream: str, window: Window | None = None) -> Iterator[list[dict[str, Any]]]:
@@ -246,15 +291,17 @@ class LgspConnector(HttpJsonConnector):
         `window` is ignored: this feed replicates by cursor, not by time. `last_cursor` is, after
         each chunk, the cursor up to which every message has been yielded or refused.
         """
-        self.stream(stream)
+        return self._read_messages(self.records(stream))
+
+    def _read_messages(self, index: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         chunk: list[dict[str, Any]] = []
         done = self.last_cursor  # every message up to here is wholly in yielded chunks or refused
-        for entry in self._iter_index():
+        for entry in index:
             cursor, message_id = entry["cursor"], entry["id"]
             try:
                 spool = self._download(entry)
-            except _TooLarge as exc:
-                self._refuse(message_id, cursor, str(exc))
+            except ResponseTooLarge:
+                self._refuse(message_id, cursor, f"message larger than {self.max_message_bytes} bytes")
                 done = cursor
                 continue
             try:
@@ -295,84 +342,16 @@ class LgspConnector(HttpJsonConnector):
         if self.on_refused is not None:
             self.on_refused(message_id, cursor, reason)
 
-    def _iter_index(self) -> Iterator[dict[str, Any]]:
-        after = self.start_after
-        while True:
-            params: dict[str, Any] = {"limit": self.page_size}
-            if after is not None:
-                params["after"] = after
-            where = f"messages after {'the acknowledged cursor' if after is None else after}"
-            entries, after = self._parse_index(self.post_json(self.messages_path, _Get(params), where), where)
-            if not entries:
-                return
-            yield from entries
-
-    def _parse_index(self, answer: Any, where: str) -> tuple[list[dict[str, Any]], int]:
-        if not isinstance(answer, dict) or not isinstance(answer.get("messages"), list):
-            raise SourceProtocolError(self.source, where, "index answer lacks a 'messages' list")
-        entries = answer["messages"]
-        for entry in entries:
-            if not (isinstance(entry, dict) and _is_int(entry.get("cursor")) and isinstance(entry.get("url"), str)):
-                raise SourceProtocolError(self.source, where, f"index entry out of contract: {one_line(entry, 120)}")
-            entry.setdefault("id", f"cursor {entry['cursor']}")
-        cursors = [entry["cursor"] for entry in entries]
-        if cursors != sorted(set(cursors)):
-            raise SourceProtocolError(self.source, where, "index cursors are not increasing")
-        following = answer.get("next")
-        if not _is_int(following) or (cursors and following < cursors[-1]):
-            raise SourceProtocolError(self.source, where, f"index 'next' is not a cursor: {following!r}")
-        return entries, following
-
     def _download(self, entry: dict[str, Any]) -> IO[bytes]:
-        where = f"message {entry['id']} (cursor {entry['cursor']})"
-        return self.post_json(entry["url"], _Get(xml=True), where)
-
-    # -- hooks into the base ----------------------------------------------------------------
-
-    def _post_once(self, path: str, body: Any, where: str) -> Any:
-        """The base's retry loop calls this for every attempt; a `_Get` body is sent as a GET.
-
-        This is the one place the JSON base is bent: its retries, backoff and status handling are
-        reused, only the request method and, for messages, the body sink differ.
-        """
-        if not isinstance(body, _Get):
-            return super()._post_once(path, body, where)
-        try:
-            if not body.xml:
-                return self._decode(self.client.get(path, params=body.params), where)
-            return self._spool(path, where)
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"no answer within {self.timeout:g} s ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise _Transient(f"connection to {self.settings.base_url} failed ({type(exc).__name__})") from exc
-
-    def _spool(self, path: str, where: str) -> IO[bytes]:
-        """Stream one message into a spooled temporary file; non-2xx answers go to the base."""
-        with self.client.stream("GET", path, headers={"Accept": "application/xml"}) as response:
-            if not 200 <= response.status_code < 300:
-                response.read()
-                self._decode(response, where)  # raises: retry (5xx, 429), 401, protocol error
-            spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 — returned
-            try:
-                size = 0
-                for block in response.iter_bytes():
-                    size += len(block)
-                    if size > self.max_message_bytes:
-                        raise _TooLarge(f"message larger than {self.max_message_bytes} bytes")
-                    spool.write(block)
-                spool.seek(0)
-                return spool
-            except BaseException:
-                spool.close()
-                raise
-
-    # The base pages by page number and total; this feed pages by cursor (`_iter_index`).
-    def page_request(self, spec: HttpStreamSpec, window: Window | None, page: int,
-                     session: str | None) -> tuple[str, dict[str, Any]]:
-        raise NotImplementedError("the LGSP feed pages by cursor: see LgspConnector.read")
-
-    def parse_page(self, spec: HttpStreamSpec, answer: Any, where: str) -> Page:
-        raise NotImplementedError("the LGSP feed pages by cursor: see LgspConnector.read")
+        """The message of an index entry, spooled to a file, with the base's deadline and retries."""
+        return self.request(
+            "GET",
+            entry["url"],
+            where=f"message {entry['id']} (cursor {entry['cursor']})",
+            headers={"Accept": "application/xml"},
+            sink=spool_body,
+            max_bytes=self.max_message_bytes,
+        )
 
 
 def _is_int(value: Any) -> bool:

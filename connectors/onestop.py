@@ -18,6 +18,7 @@ import yaml
 from sqlalchemy.engine import Engine
 
 from connectors.base import (
+    PORTAL_AMOUNT_FIELDS,
     PORTAL_DOSSIER_FIELDS,
     PORTAL_DOSSIER_REQUIRED,
     PORTAL_PROCEDURE_FIELDS,
@@ -27,6 +28,7 @@ from connectors.base import (
 )
 from connectors.errors import ConnectionConfigError, SourceProtocolError, SourceUnavailable, one_line
 from connectors.settings import ConnectionSettings, connection_from_uri
+from transforms.amounts import to_portal_amount
 from transforms.timefmt import LOCAL_TZ, PORTAL_FORMAT
 
 __all__ = [
@@ -449,7 +451,7 @@ class OneStopConnector(Connector):
             return local.strftime(self.mapping.datetime_format or "")
         return local
 
-    def _record(self, row: Mapping[str, Any], tm: TableMapping, codes: Mapping[str, str]) -> dict[str, Any]:
+    def _record(self, row: sa.RowMapping, tm: TableMapping, codes: Mapping[str, str]) -> dict[str, Any]:
         record: dict[str, Any] = {}
         for fld, col in tm.columns.items():
             record[fld] = self._value(fld, row[col], codes)
@@ -461,13 +463,19 @@ class OneStopConnector(Connector):
             record.setdefault("NgayCapNhat", self._time_text(row[tm.replication]))
         return record
 
-    def _value(self, portal_field: str, value: Any, codes: Mapping[str, str]) -> str:
+    def _value(self, portal_field: str, value: Any, codes: Mapping[str, str]) -> str | float:
         """One source value as the portal field's text: time, national code or standard code.
 
         A label or code the mapping does not know is returned as it is: never dropped, never guessed.
+        An amount column's fractional number stays a float (`to_portal_amount`), for the transform
+        to refuse.
         """
         if portal_field in TIME_FIELDS:
             return self._time_text(value)
+        if portal_field in PORTAL_AMOUNT_FIELDS:
+            value = to_portal_amount(value)
+            if isinstance(value, float):
+                return value
         text = _text(value)
         known = codes if portal_field == "MaTTHC" else self.mapping.code_map(portal_field)
         return known.get(text.strip(), text)

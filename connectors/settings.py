@@ -141,7 +141,7 @@ def connection_from_uri(uri: str) -> ConnectionSettings:
         scheme=scheme,
         schema=unquote(parts.path[1:]) if parts.path else "",
         login=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
+        password=SecretStr(unquote(parts.password)) if parts.password is not None else None,
         extra=extra,
     )
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 import sys
+from collections.abc import Callable
+
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check an agency's file against the standard: 0 valid, 1 invalid rows, 2 unreadable file."""

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from lxml import etree
 
 import standards
+from connectors.lgsp import SAFE_PARSER_OPTIONS  # libxml2's safe parsing, as the LGSP connector's
 from exchange.keys import SigningKey, TrustedKeys
 from pipeline.sources import SourcePlan, StreamPlan
 from transforms.timefmt import LOCAL_TZ, format_portal_time
@@ -70,8 +71,6 @@ _NS = f"{{{EXCHANGE_NS}}}"
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _AGENCY = re.compile(r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}$")
-# libxml2's safe parsing (as connectors/lgsp.py): no entity substitution, no network, no DTD loading.
-_SAFE = {"resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False}
 
 
 class PackageRefused(Exception):
@@ -89,7 +88,7 @@ def _q(name: str) -> str:
 @cache
 def load_package_schema() -> etree.XMLSchema:
     """standards/xsd/exchange_package.xsd, parsed once."""
-    return etree.XMLSchema(etree.parse(str(XSD_PATH), etree.XMLParser(**_SAFE)))
+    return etree.XMLSchema(etree.parse(str(XSD_PATH), etree.XMLParser(**SAFE_PARSER_OPTIONS)))
 
 
 # ── the warehouse, read back as portal dossiers ─────────────────────────────────────────────────
@@ -335,7 +334,7 @@ def _refuse_doctype(data: bytes) -> None:
     """Any DOCTYPE is refused before the content is parsed: the format has none, and entities are
     how XML attacks (external entities, entity expansion) come."""
     try:
-        for _, root in etree.iterparse(io.BytesIO(data), events=("start",), **_SAFE):
+        for _, root in etree.iterparse(io.BytesIO(data), events=("start",), **SAFE_PARSER_OPTIONS):
             docinfo = root.getroottree().docinfo
             dtd = docinfo.internalDTD
             entities = list(dtd.iterentities()) if dtd is not None else []
@@ -354,7 +353,7 @@ def _check_message(data: bytes) -> etree._Element:
     """message.xml parsed safely and valid against the schema, else PackageRefused."""
     _refuse_doctype(data)
     try:
-        root = etree.fromstring(data, etree.XMLParser(remove_comments=True, remove_pis=True, **_SAFE))
+        root = etree.fromstring(data, etree.XMLParser(remove_comments=True, remove_pis=True, **SAFE_PARSER_OPTIONS))
     except etree.XMLSyntaxError as exc:
         raise PackageRefused(f"message.xml: malformed XML ({' '.join(str(exc).split())[:200]})") from None
     schema = load_package_schema()
@@ -413,6 +412,8 @@ def verify_package(path: str | Path, trusted: TrustedKeys, *, receiver: str | No
         if value != manifest[name]:
             raise PackageRefused(f"{MANIFEST} and {MESSAGE} disagree on {name}")
     body_element = root.find(_q("Body"))
+    if body_element is None:  # the schema requires it: not reached after _check_message
+        raise PackageRefused(f"no Body in {MESSAGE}")
     if message_id_for(manifest["sender"], manifest["receiver"], body_element) != manifest["message_id"]:
         raise PackageRefused("the message id is not the digest of the package's content")
     if manifest.get("dossier_count") != len(body_element):
@@ -430,14 +431,14 @@ def verify_package(path: str | Path, trusted: TrustedKeys, *, receiver: str | No
 def iter_package_dossiers(body: bytes, *, sender: str = "", message_id: str = "") -> Iterator[dict[str, Any]]:
     """The Dossier elements of a verified message.xml as portal-shaped dicts (every `DOSSIER_FIELDS`
     key, "" when absent; `QuaTrinhXuLy` steps; `_applicant_id_hash`/`_applicant_id_type`)."""
-    parser = etree.XMLParser(remove_comments=True, remove_pis=True, **_SAFE)
+    parser = etree.XMLParser(remove_comments=True, remove_pis=True, **SAFE_PARSER_OPTIONS)
     root = etree.fromstring(body, parser)
     cut = len(_NS)
     for element in root.iterfind(f"{_NS}Body/{_NS}Dossier"):
         record: dict[str, Any] = dict.fromkeys(DOSSIER_FIELDS, "")
         record.update({ID_HASH: "", ID_TYPE: "", "QuaTrinhXuLy": []})
         for child in element:
-            name = child.tag[cut:]
+            name = str(child.tag)[cut:]  # a parsed element's tag is text: "{namespace}name"
             if name == "DinhDanhBam":
                 record[ID_HASH] = child.findtext(_q("HMAC")) or ""
                 record[ID_TYPE] = child.findtext(_q("LoaiDinhDanh")) or ""
@@ -502,7 +503,7 @@ def exchange_frames(records: Sequence[dict[str, Any]], *, key: bytes, first_row:
 
     frame, events = dossiers_to_frames(records, key=key, first_row=first_row, source_system=source_system)
     frame["applicant_id_hash"] = [record.get(ID_HASH) or None for record in records]
-    types = [int(t) if str(t or "").isdigit() else None for t in (record.get(ID_TYPE) for record in records)]
+    types = [int(text) if (text := str(record.get(ID_TYPE) or "")).isdigit() else None for record in records]
     frame["applicant_id_type"] = pd.array(types, dtype="Int64")
     return frame, events
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import standards
 from connectors.base import PORTAL_DOSSIER_FIELDS, PORTAL_PROCEDURE_FIELDS
@@ -350,7 +350,7 @@ def gate_rule_ids(entity: str) -> set[str]:
     from transforms.portal import DOSSIER_CODES, DOSSIER_TIMES
 
     schema = standards.load_schema(entity)
-    references = {c: [] for c, p in schema["properties"].items() if "x-references" in p}
+    references: dict[str, list[str]] = {c: [] for c, p in schema["properties"].items() if "x-references" in p}
     rules = {rule_of(e) for e in build_suite(entity, references).expectations}
     required = set(schema.get("required", ()))
     for column, prop in schema["properties"].items():
@@ -363,10 +363,10 @@ def gate_rule_ids(entity: str) -> set[str]:
     if entity == "dossier":
         rules |= {f"{c}.valid_datetime" for c in DOSSIER_TIMES}
         rules |= {f"{c}.in_codelist" for c in DOSSIER_CODES}
-        rules.add("applicant_id.valid_format")
+        rules |= {"applicant_id.valid_format", "fee.valid_amount"}
     elif entity == "procedure":
         rules |= {f"{c}.valid_datetime" for c in ("published_on", "abolished_on", "updated_at")}
-        rules |= {"scope.in_codelist", "fee.valid_number", "processing_days.valid_number",
+        rules |= {"scope.in_codelist", "fee.valid_amount", "processing_days.valid_number",
                   "levels.valid_history"}
     return rules
 
@@ -502,10 +502,10 @@ def _schema_findings(data: bytes, reason: str) -> list[tuple[int | None, str, st
     """
     from lxml import etree
 
-    from connectors.lgsp import _SAFE, LGSP_NS, load_message_schema  # _SAFE: the same options, not a copy
+    from connectors.lgsp import LGSP_NS, SAFE_PARSER_OPTIONS, load_message_schema  # the same options, not a copy
 
     try:
-        tree = etree.parse(io.BytesIO(data), etree.XMLParser(**_SAFE))
+        tree = etree.parse(io.BytesIO(data), etree.XMLParser(**SAFE_PARSER_OPTIONS))
     except etree.XMLSyntaxError as exc:
         raise UnreadableFile("xml", detail=_one_line(str(exc))) from None
     if tree.getroot().tag != f"{{{LGSP_NS}}}Message" or "validation root" in reason:
@@ -567,7 +567,7 @@ def _read_xlsx(data: bytes, entity: str | None) -> _Read:
     from connectors.filedrop import (
         UNREADABLE_ERRORS,
         catalogue_procedure,
-        cell_text,
+        cell_value,
         justice_dossier,
         unreadable_reason,
     )
@@ -594,13 +594,16 @@ def _read_xlsx(data: bytes, entity: str | None) -> _Read:
         read = _Read("xlsx", None, [], [], [], columns=mapping.columns, entity=mapping.entity,
                      notes=mapping.notes)
         for number, cells in enumerate(rows, start=row_no + 1):
-            raw = {name: cell_text(cells[i]) if i < len(cells) else "" for i, name in mapping.index}
+            raw = {name: cell_value(name, cells[i]) if i < len(cells) else "" for i, name in mapping.index}
             if all(v == "" for v in raw.values()):
                 continue
             if mapping.justice:
                 record = justice_dossier(raw)
             elif mapping.catalogue:
-                record = catalogue_procedure(raw)
+                procedure = catalogue_procedure(raw)
+                if procedure is None:  # blank (caught above already)
+                    continue
+                record = procedure
             else:
                 record = _portal_record(raw, mapping.entity)
             read.records.append(record)
@@ -627,6 +630,10 @@ class _Mapping:
     notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
+@overload
+def _header_mapping(header: Sequence[object], entity: str | None, where: str) -> _Mapping: ...
+@overload
+def _header_mapping(header: Sequence[object], entity: str | None, where: None) -> _Mapping | None: ...
 def _header_mapping(header: Sequence[object], entity: str | None, where: str | None
                     ) -> _Mapping | None:
     """The mapping of a header row, or None (`where` None) / UnreadableFile when none fits."""
@@ -660,7 +667,7 @@ def _header_mapping(header: Sequence[object], entity: str | None, where: str | N
                     justice=is_justice, catalogue=is_catalogue, notes=notes)
 
 
-def _portal_record(raw: Mapping[str, str], entity: str) -> dict[str, Any]:
+def _portal_record(raw: Mapping[str, object], entity: str) -> dict[str, Any]:
     """A flat row with portal field names → a portal record (absent fields empty)."""
     fields = PORTAL_DOSSIER_FIELDS if entity == "dossier" else PORTAL_PROCEDURE_FIELDS
     record: dict[str, Any] = dict.fromkeys(fields, "")

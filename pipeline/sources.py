@@ -9,14 +9,17 @@ with `register_source` — adding a source never changes the runner (docs/adding
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from connectors.settings import ConnectionSettings
 from pipeline.settings import PipelineSettings
+
+if TYPE_CHECKING:
+    from connectors.base import Connector, PageCallback
 
 # to_frames(records, key=…, first_row=…, source_system=…) → (standard frame, events frame or None)
 FrameMapper = Callable[..., "tuple[pd.DataFrame, pd.DataFrame | None]"]
@@ -32,17 +35,20 @@ class StreamPlan:
     to_frames: FrameMapper
 
 
-def _dossier_frames(records, *, key: bytes, first_row: int, source_system: str):
+def _dossier_frames(records: Sequence[dict[str, Any]], *, key: bytes, first_row: int,
+                    source_system: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     from transforms.portal import dossiers_to_frames
     return dossiers_to_frames(records, key=key, first_row=first_row, source_system=source_system)
 
 
-def _procedure_frames(records, *, key: bytes, first_row: int, source_system: str):
+def _procedure_frames(records: Sequence[dict[str, Any]], *, key: bytes, first_row: int,
+                      source_system: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     from transforms.portal import procedures_to_frame
     return procedures_to_frame(records, first_row=first_row, source_system=source_system), None
 
 
-def _service_stat_frames(records, *, key: bytes, first_row: int, source_system: str):
+def _service_stat_frames(records: Sequence[dict[str, Any]], *, key: bytes, first_row: int,
+                         source_system: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     from transforms.service_stat import service_stats_to_frame
     return service_stats_to_frame(records, first_row=first_row), None
 
@@ -70,14 +76,16 @@ class SourcePlan:
     windowed: bool = True
 
 
-def _portal_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
+def _portal_connector(connection: ConnectionSettings, settings: PipelineSettings,
+                      on_page: PageCallback | None) -> Connector:
     from connectors.portal import PortalConnector
     return PortalConnector(connection, page_size=settings.page_size, chunk_size=settings.chunk_size,
                            timeout=settings.http_timeout, max_retries=settings.max_retries,
                            on_page=on_page)
 
 
-def _onestop_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
+def _onestop_connector(connection: ConnectionSettings, settings: PipelineSettings,
+                       on_page: PageCallback | None) -> Connector:
     from connectors.onestop import OneStopConnector
 
     mapping = connection.extra.get("mapping")
@@ -89,13 +97,15 @@ def _onestop_connector(connection: ConnectionSettings, settings: PipelineSetting
     return OneStopConnector(database, mapping, chunk_size=settings.chunk_size)
 
 
-def _lgsp_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
+def _lgsp_connector(connection: ConnectionSettings, settings: PipelineSettings,
+                    on_page: PageCallback | None) -> Connector:
     from connectors.lgsp import LgspConnector
     return LgspConnector(connection, chunk_size=settings.chunk_size, timeout=settings.http_timeout,
                          max_retries=settings.max_retries)
 
 
-def _filedrop_connector(connection: ConnectionSettings, settings: PipelineSettings, on_page):
+def _filedrop_connector(connection: ConnectionSettings, settings: PipelineSettings,
+                        on_page: PageCallback | None) -> Connector:
     from pathlib import Path
 
     from connectors.filedrop import FileDropConnector

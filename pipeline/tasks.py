@@ -73,7 +73,7 @@ def drop_files_waiting(connection: ConnectionSettings) -> list[str]:
     from pathlib import Path
 
     from connectors.filedrop import FileDropConnector
-    from pipeline.sync import SOURCES
+    from pipeline.sources import SOURCES
 
     folder = Path(connection.local_path)
     if not folder.is_dir():

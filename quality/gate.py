@@ -105,9 +105,9 @@ class QualityGate:
             rule = rule_of(result.expectation_config)
             for row in _unexpected_rows(result, rule):
                 found.setdefault(position[row], set()).add(rule)
-        for rule in self._nested:
-            for i, value in enumerate(frame[rule.column]):
-                if broken := _check_nested(rule, value):
+        for nested in self._nested:
+            for i, value in enumerate(frame[nested.column]):
+                if broken := _check_nested(nested, value):
                     found.setdefault(i, set()).update(broken)
         reported = (
             frame[ERRORS]

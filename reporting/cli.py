@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 import sys
+from collections.abc import Callable
+
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path

@@ -118,8 +118,8 @@ def line_chart(chart_id: str, label: str, points: list[tuple[str, float]], *, y_
             body.append(f'<text x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle">{escape(period)}</text>')
     body.append(f'<polyline points="{" ".join(coords)}" fill="none" stroke="{PALETTE[0]}" stroke-width="2.5"/>')
     for (period, value), xy in zip(points, coords, strict=True):
-        x, y = xy.split(",")
-        body.append(f'<circle cx="{x}" cy="{y}" r="3" fill="{PALETTE[0]}"><title>{escape(period)}: '
+        cx, cy = xy.split(",")
+        body.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{PALETTE[0]}"><title>{escape(period)}: '
                     f'{value:.1f}{escape(unit)}</title></circle>')
     return _svg(chart_id, width, height, label, body)
 
@@ -207,8 +207,8 @@ def _table_html(table: ReportTable) -> str:
 
 
 def render_html(values: list[IndicatorValue], *, names: dict[str, str] | None = None,
-                tables: list[ReportTable] | None = None, headline: list[str] | None = None, filters: dict[str, str | None] | None = None,
-                data_docs_url: str | None = None) -> str:
+                tables: list[ReportTable] | None = None, headline: list[str] | None = None,
+                filters: dict[str, str | None] | None = None, data_docs_url: str | None = None) -> str:
     """The report page: title, headline figures, the three charts, then one table per indicator group."""
     names = names or {}
     shown = ", ".join(f"{k}={v}" for k, v in (filters or {}).items() if v) or "—"

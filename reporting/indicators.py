@@ -105,7 +105,7 @@ def _snapshot(conn: sa.Connection, as_of: date) -> list[IndicatorValue]:
     period = as_of.isoformat()
     out: list[IndicatorValue] = []
     scopes: list[tuple[str | None, pd.DataFrame]] = [(None, levels)]
-    scopes += list(levels.groupby("agency_code"))
+    scopes += [(str(agency), part) for agency, part in levels.groupby("agency_code")]
     for agency, part in scopes:
         out.append(IndicatorValue("procedures_total", period, agency, len(part), "procedures"))
         counts = part["online_level"].value_counts()
@@ -142,9 +142,9 @@ def _online_by_group(conn: sa.Connection) -> list[IndicatorValue]:
         counts = online[online["group_code"] == group_code].groupby("period")["dossiers"].sum()
         series = pd.DataFrame({"period": months, "value": [int(counts.get(m, 0)) for m in months]})
         series = _with_years(series.assign(k=1), ["period", "k"], ["value"])
-        for row in series.itertuples(index=False):
-            out.append(IndicatorValue("online_dossiers_by_group", row.period, agency, int(row.value),
-                                      "dossiers", group_code=group_code))
+        for period, value in zip(series["period"].tolist(), series["value"].tolist(), strict=True):
+            out.append(IndicatorValue("online_dossiers_by_group", period, agency, int(value),
+                                      "dossiers", group_code=str(group_code)))
     return out
 
 
@@ -211,7 +211,7 @@ def reconciliation_gaps(conn: sa.Connection) -> list[IndicatorValue]:
     if reported.empty and counted.empty:
         return []
     both = reported.merge(counted, on=keys, how="outer", suffixes=("_reported", "_counted"))
-    agencies = dict(conn.execute(sa.text(
+    agencies: dict[str, str] = dict(conn.execute(sa.text(
         "SELECT admin_unit_code, min(agency_code) FROM dim_agency WHERE level = 3 "
         "AND admin_unit_code IS NOT NULL GROUP BY admin_unit_code")).all())
     out: list[IndicatorValue] = []

@@ -135,7 +135,7 @@ def quality_summary(engine: sa.Engine) -> list[str]:
         cells = {(g.detail or {}).get("commune_code", "") + g.period for g in gaps}
         lines.append(f"Communes' reports vs dossiers: {len(gaps)} differences in {len(cells)} commune-months "
                      "(lienthong report --indicator reconciliation_gap --format json)")
-    latest = {}
+    latest: dict[tuple[str, str], sa.Row[Any]] = {}
     for b in batches:  # newest first: the first of each stream is its latest batch
         latest.setdefault((b.source, b.stream), b)
     for b in latest.values():
@@ -266,20 +266,18 @@ def render_report(*, fmt: str = "table", indicator: str | None = None, period: s
             return buffer.getvalue()
         if fmt in ("xlsx", "html"):
             names = agency_names(engine)
-            context = {
-                "names": names,
-                "tables": build_tables(values, names),
-                "headline": headline(values) if headline_applies(indicator, period, agency) else [],
-                "filters": {"indicator": indicator, "period": period, "agency": agency, "unit_scheme": unit_scheme},
-            }
+            tables = build_tables(values, names)
+            figures = headline(values) if headline_applies(indicator, period, agency) else []
+            filters = {"indicator": indicator, "period": period, "agency": agency, "unit_scheme": unit_scheme}
             if fmt == "xlsx":
                 from reporting.xlsx import render_xlsx
 
-                return render_xlsx(values, **context)
+                return render_xlsx(values, names=names, tables=tables, headline=figures, filters=filters)
             from reporting.html import find_data_docs, render_html
 
             docs = data_docs_url or find_data_docs(out)
-            return render_html(values, data_docs_url=docs, **context)
+            return render_html(values, names=names, tables=tables, headline=figures, filters=filters,
+                               data_docs_url=docs)
         if indicator or period or agency:
             return _table(values)
         lines = ["lienthong — standard indicators (computed from the warehouse)", ""]

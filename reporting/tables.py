@@ -11,7 +11,6 @@ from typing import Any
 
 from reporting.indicators import INDICATORS, IndicatorValue
 
-
 # Units whose values add up over agencies (a total row sums them); an IndicatorDef may say so
 # itself with an `additive` attribute. Percentages never add up: their total is the province's
 # own value (the ratio of the province's totals) or blank.

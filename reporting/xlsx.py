@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from openpyxl import Workbook
-from openpyxl.cell.cell import Cell
+from openpyxl.cell.cell import Cell, MergedCell
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
 
 from reporting.indicators import IndicatorValue
 from reporting.tables import ReportTable, build_tables
@@ -36,8 +37,10 @@ _TITLE = Font(bold=True, size=13)
 _INVALID_SHEET_CHARS = str.maketrans({c: " " for c in "[]:*?/\\"})
 
 
-def write_cell(cell: Cell, value: Any) -> Cell:
+def write_cell(cell: Cell | MergedCell, value: Any) -> Cell:
     """Set a cell's value; a string a spreadsheet would run as a formula stays literal text."""
+    if isinstance(cell, MergedCell):  # the report merges no cells: writing into one is a bug
+        raise ValueError(f"cell {cell.coordinate} is merged: it holds no value")
     cell.value = value
     if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
         # openpyxl makes "=…" a formula: force a string cell, and quote-prefix it so that Excel
@@ -63,7 +66,7 @@ def _filters_line(filters: dict[str, str | None]) -> str:
     return ", ".join(shown) if shown else "—"
 
 
-def _summary(ws, headline: list[str], filters: dict[str, str | None], tables: list[ReportTable],
+def _summary(ws: Worksheet, headline: list[str], filters: dict[str, str | None], tables: list[ReportTable],
              values: list[IndicatorValue]) -> None:
     write_cell(ws.cell(1, 1), "BÁO CÁO CHỈ TIÊU DỊCH VỤ CÔNG — TÓM TẮT").font = _TITLE
     write_cell(ws.cell(2, 1), "Standard e-government indicators, computed from the warehouse (lienthong)")
@@ -91,7 +94,7 @@ def _summary(ws, headline: list[str], filters: dict[str, str | None], tables: li
     ws.column_dimensions["B"].width = 60
 
 
-def _table_sheet(ws, table: ReportTable) -> None:
+def _table_sheet(ws: Worksheet, table: ReportTable) -> None:
     write_cell(ws.cell(1, 1), f"{table.title.upper()} — {table.title_en}").font = _TITLE
     widths = []
     for col, column in enumerate(table.columns, start=1):
@@ -112,7 +115,7 @@ def _table_sheet(ws, table: ReportTable) -> None:
     ws.row_dimensions[2].height = 60
     for col, width in enumerate(widths, start=1):
         ws.column_dimensions[get_column_letter(col)].width = width
-    ws.freeze_panes = ws.cell(3, table.key_columns + 1)
+    ws.freeze_panes = ws.cell(3, table.key_columns + 1).coordinate
     if table.rows:
         ws.auto_filter.ref = f"A2:{get_column_letter(len(table.columns))}{len(table.rows) + 2}"
 
@@ -126,6 +129,7 @@ def build_workbook(values: list[IndicatorValue], *, names: dict[str, str] | None
     wb = Workbook()
     taken: set[str] = set()
     summary = wb.active
+    assert isinstance(summary, Worksheet)  # a new workbook's one sheet
     summary.title = sheet_title(SUMMARY_SHEET, taken)
     _summary(summary, headline or [], filters or {}, tables, values)
     for table in tables:

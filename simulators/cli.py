@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from simulators.demo import run_demo
 

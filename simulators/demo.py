@@ -9,6 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from connectors.base import Window
+    from pipeline.settings import PipelineSettings
+    from pipeline.sync import Progress, SyncOutcome
 
 REPO = Path(__file__).resolve().parent.parent
 VAR = REPO / "var"
@@ -52,7 +60,8 @@ SOURCE_ORDER = (
 )
 
 
-def sync_all_sources(uris: dict[str, str], engine, settings, window, progress=None) -> list:
+def sync_all_sources(uris: dict[str, str], engine: sa.Engine, settings: PipelineSettings, window: Window | None,
+                     progress: Progress | None = None) -> list[SyncOutcome]:
     """Every source through `pipeline.sync.sync_source` in `SOURCE_ORDER`; the outcomes.
 
     `window` bounds the windowed sources (portal, one-stop); the others read what is new.
@@ -60,7 +69,7 @@ def sync_all_sources(uris: dict[str, str], engine, settings, window, progress=No
     from connectors.settings import connection_from_uri
     from pipeline.sync import sync_source
 
-    outcomes = []
+    outcomes: list[SyncOutcome] = []
     for source, conn_ids in SOURCE_ORDER:
         for conn_id in conn_ids:
             outcomes += sync_source(source, engine=engine, connection=connection_from_uri(uris[conn_id]),
@@ -113,8 +122,8 @@ def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: boo
     """Generate the province, serve every source, run the DAGs, print the report."""
     from sqlalchemy.engine import make_url
 
-    from reporting.report import render_report
     from pipeline.settings import DEMO_PSEUDONYM_KEY
+    from reporting.report import render_report
     from simulators.generator import generate_province
     from simulators.lgsp import LgspSimulator
     from simulators.portal import PortalSimulator
@@ -185,5 +194,7 @@ def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: boo
 
     _say(f"done in {time.monotonic() - started:.0f} s; the report:")
     print()
-    sys.stdout.write(render_report(fmt="table"))
+    report = render_report(fmt="table")
+    assert isinstance(report, str)  # the text formats render to str; only xlsx is bytes
+    sys.stdout.write(report)
     return 0

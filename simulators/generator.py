@@ -292,7 +292,7 @@ def _ascii(text: str) -> str:
 class _FastRandom(random.Random):
     """Mersenne Twister whose integer draws come from `random()`: much faster, still seeded."""
 
-    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:  # type: ignore[override]
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
         if stop is None:
             start, stop = 0, start
         return start + int(self.random() * (stop - start))
@@ -300,7 +300,7 @@ class _FastRandom(random.Random):
     def randint(self, a: int, b: int) -> int:
         return a + int(self.random() * (b - a + 1))
 
-    def choice(self, seq: Any) -> Any:  # type: ignore[override]
+    def choice(self, seq: Any) -> Any:
         return seq[int(self.random() * len(seq))]
 
 
@@ -545,7 +545,7 @@ class _ProvinceBuilder:
     @staticmethod
     def _active_counts(procedures: list[dict[str, Any]], day: date) -> dict[str, Any]:
         stamp = day.strftime("%Y%m%d") + "235959"
-        by_level = Counter()
+        by_level: Counter[int | None] = Counter()
         for record in procedures:
             if record["NgayCongBo"] > stamp or (
                 record["NgayBaiBo"] and record["NgayBaiBo"] <= stamp
@@ -771,7 +771,7 @@ class _ProvinceBuilder:
         for w in weights:
             running += w
             cumulative.append(running)
-        drafts = []
+        drafts: list[_Draft] = []
         while len(drafts) < self.filler_count:
             procedure = rng.choices(filler, cum_weights=cumulative)[0]
             first = max(procedure.published, PERIOD_START)

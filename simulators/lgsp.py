@@ -141,7 +141,9 @@ def build_schema_violating_message(
     if drop_message_id:
         root = etree.fromstring(message)
         header = root.find(_q("Header"))
-        header.remove(header.find(_q("MessageId")))
+        message_id = header.find(_q("MessageId")) if header is not None else None
+        assert header is not None and message_id is not None  # build_message writes both
+        header.remove(message_id)
         message = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
     return message
 
@@ -230,7 +232,7 @@ class _LgspHandler(LoopbackHandler):
 
     @property
     def simulator(self) -> LgspSimulator:
-        return self.server.simulator  # type: ignore[return-value]
+        return self.server.simulator
 
     def do_GET(self) -> None:  # noqa: N802 — http.server's naming
         if self._fault(f"GET {self.path}"):
@@ -284,7 +286,7 @@ class RecordingServer(LoopbackServer):
 class _RecordingHandler(LoopbackHandler):
 
     def do_GET(self) -> None:  # noqa: N802 — http.server's naming
-        self.server.simulator.requests.append(self.path)  # type: ignore[attr-defined]
+        self.server.simulator.requests.append(self.path)
         payload = b'<!ENTITY leaked "secret">'
         self.send_response(200)
         self.send_header("Content-Type", "application/xml-dtd")

@@ -65,7 +65,7 @@ class LoopbackServer:
 
     def start(self) -> Any:
         if self._server is None:
-            self._server = LoopbackHTTPServer((self._host, self._requested_port), self.handler, self)  # type: ignore[arg-type]
+            self._server = LoopbackHTTPServer((self._host, self._requested_port), self.handler, self)
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
                 kwargs={"poll_interval": 0.1},

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import standards
 from simulators.generator import load_records
@@ -267,6 +267,7 @@ class PortalSimulator(LoopbackServer):
                     results.append({"MaHoSo": code, "error_code": problems[0][0],
                                     "message": "; ".join(text for _, text in problems)})
                     continue
+                assert isinstance(code, str)  # MaHoSo is required: a record without problems has it
                 if service == PUSH_DOSSIERS:
                     self.pushed[code] = dict(record)
                 else:
@@ -374,7 +375,7 @@ def _problem(code: str, detail: str) -> tuple[str, str]:
     return code, f"{RECORD_MESSAGES[code]}: {detail}"
 
 
-def _is_time(value: Any) -> bool:
+def _is_time(value: Any) -> TypeGuard[str]:
     """A `yyyyMMddHHmmss` text naming a real time."""
     if not isinstance(value, str) or len(value) != 14 or not value.isdigit():
         return False

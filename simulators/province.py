@@ -38,6 +38,7 @@ import json
 import random
 import shutil
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -234,9 +235,7 @@ def _justice_text(record: dict[str, Any]) -> str:
     return " ".join(str(v) for v in record.values() if isinstance(v, str))
 
 
-def _created_at(portal_time: str):
-    from datetime import datetime
-
+def _created_at(portal_time: str) -> datetime:
     from transforms.timefmt import LOCAL_TZ
 
     return datetime.strptime(portal_time, "%Y%m%d%H%M%S").replace(tzinfo=LOCAL_TZ)
@@ -324,11 +323,11 @@ def _commune_reports(
             planted.append({**where, "what": "pending over-reported by one"})
     reported = {(c, m, row["procedure_code"]): row for (c, m), rows in reports.items() for row in rows}
     gaps = []
-    for key in sorted(set(counted) | set(reported)):
-        was, now = counted.get(key, {}), reported.get(key, {})
+    for cell in sorted(set(counted) | set(reported)):
+        was, now = counted.get(cell, {}), reported.get(cell, {})
         for measure in MEASURES:
             if was.get(measure, 0) != now.get(measure, 0):
-                commune, month, code = key
+                commune, month, code = cell
                 gaps.append({"commune_code": commune, "month": month, "procedure_code": code,
                              "measure": measure, "reported": now.get(measure, 0),
                              "counted": was.get(measure, 0)})

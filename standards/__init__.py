@@ -1,5 +1,5 @@
-"""The shared standard as data files (schemas, code lists, XSD, indicators) and the loader that reads them.
-Imports no other room of the project."""
+"""The shared standard as data files (schemas, code lists, XSD, indicators) and the loader that reads them
+(`build.py` regenerates two code lists from the maintained `vietnamadminunits` package). Imports no other room."""
 
 from __future__ import annotations
 

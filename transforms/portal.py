@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from transforms.amounts import amount_to_dong
 from transforms.identity import id_number_pseudonymise, pseudonymise
 from transforms.text import code_normalise, int_code, text_normalise
 from transforms.timefmt import LOCAL_TZ, InvalidTime, local_date, local_month, parse_portal_time
@@ -79,21 +80,24 @@ def _code(record: dict[str, Any], field: str, column: str, errors: list[str]) ->
     return value
 
 
-def _fee(items: object, total_text: object = None) -> float | None:
-    """The total of `DanhSachLePhi`; a source without the list may give the total as `LePhi` text."""
+def _fee(items: object, total: object = None) -> tuple[int | None, bool]:
+    """The total of `DanhSachLePhi` in đồng; a source without the list may give it as `LePhi`.
+
+    (None, True) when no fee is given; (None, False) when an amount is not whole đồng as
+    `amount_to_dong` reads it: the row is quarantined (`fee.valid_amount`), never loaded with a
+    guessed fee. An item with an empty `Gia` adds nothing.
+    """
     if not isinstance(items, list) or not items:
-        text = str(total_text or "").strip().replace(",", "")
-        try:
-            return float(text) if text else None
-        except ValueError:
-            return None  # left to the raw payload: the standard has no rule on a fee's spelling
-    total = 0.0
+        return amount_to_dong(total)
+    fees = 0
     for item in items:
-        try:
-            total += float(str(item.get("Gia", "0") or "0").replace(",", ""))
-        except (ValueError, AttributeError):
-            return None
-    return total
+        if not isinstance(item, dict):
+            return None, False
+        amount, ok = amount_to_dong(item.get("Gia"))
+        if not ok:
+            return None, False
+        fees += amount or 0
+    return fees, True
 
 
 def _id_number(record: dict[str, Any]) -> object:
@@ -115,6 +119,9 @@ def dossier_to_standard(record: dict[str, Any], *, key: bytes, row: int,
     identity = id_number_pseudonymise(key, _id_number(record))
     if not identity.valid:
         errors.append("applicant_id.valid_format")
+    fee, fee_ok = _fee(record.get("DanhSachLePhi"), record.get("LePhi"))
+    if not fee_ok:
+        errors.append("fee.valid_amount")
     raw_key = str(record.get("MaHoSo") or "")
     dossier_code = code_normalise(record.get("MaHoSo"), upper=True)
     out = {
@@ -128,7 +135,7 @@ def dossier_to_standard(record: dict[str, Any], *, key: bytes, row: int,
         "applicant_id_hash": identity.hash if identity.valid else None,
         "applicant_id_type": identity.id_type,
         **times,
-        "fee": _fee(record.get("DanhSachLePhi"), record.get("LePhi")),
+        "fee": fee,
         "source_system": source_system,
         "source_record_id": raw_key or None,
         "received_date": local_date(times["received_at"]),
@@ -205,13 +212,13 @@ def procedure_to_standard(record: dict[str, Any], *, row: int,
     scope = SCOPES.get(scope_raw or "")
     if scope_raw and scope is None:
         errors.append("scope.in_codelist")
-    fee, fee_ok = _number(record.get("PhiLePhi"))
+    fee, fee_ok = amount_to_dong(record.get("PhiLePhi"))
     days, days_ok = int_code(record.get("ThoiHanGiaiQuyet"))
     if not fee_ok:
-        errors.append("fee.valid_number")
+        errors.append("fee.valid_amount")
     if not days_ok:
         errors.append("processing_days.valid_number")
-    levels = []
+    levels: list[dict[str, Any]] = []
     history = record.get("LichSuMucDo") or []
     for item in history if isinstance(history, list) else []:
         level, ok = int_code(item.get("MucDo") if isinstance(item, dict) else None)
@@ -250,15 +257,6 @@ def procedure_to_standard(record: dict[str, Any], *, row: int,
         "_payload": json.dumps(record, ensure_ascii=False, sort_keys=True),
         "_record_key": raw_key,
     }
-
-
-def _number(value: object) -> tuple[float | None, bool]:
-    if value is None or str(value).strip() == "":
-        return None, True
-    try:
-        return float(str(value).replace(",", "").strip()), True
-    except ValueError:
-        return None, False
 
 
 def procedures_to_frame(records: Sequence[dict[str, Any]], *, first_row: int = 0,

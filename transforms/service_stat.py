@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pandas as pd
 REPORT_COUNTS = ("received", "online", "on_time", "late", "pending")
 
 
-def service_stats_to_frame(records, *, first_row: int = 0) -> pd.DataFrame:
+def service_stats_to_frame(records: Iterable[Mapping[str, Any]], *, first_row: int = 0) -> pd.DataFrame:
     """Commune report rows (FileDropConnector `service_stat` records) → standard service_stat frame.
 
     Counts become nullable Int64; a count that is not a whole number (text, a fraction) is left

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from warehouse.db import WRITE_LOCK_OPTION, insert_for
 from warehouse.schema import (
+    BATCH_ID_LENGTH,
     ENTITY_TABLES,
     UtcDateTime,
     dim_online_level,
@@ -117,8 +118,8 @@ class BatchWriter:
                  window_start: datetime | None, window_end: datetime | None, batch_id: str) -> None:
         if entity not in ENTITY_TABLES:
             raise ValueError(f"unknown entity {entity!r}: the writer loads {', '.join(ENTITIES)}")
-        if not batch_id or len(batch_id) > ops_batch.c.batch_id.type.length:
-            raise ValueError(f"batch_id must be 1-{ops_batch.c.batch_id.type.length} characters")
+        if not batch_id or len(batch_id) > BATCH_ID_LENGTH:
+            raise ValueError(f"batch_id must be 1-{BATCH_ID_LENGTH} characters")
         self.engine = engine
         self.source = source
         self.stream = stream
@@ -556,23 +557,26 @@ class _StagingTables:
 
     def __init__(self, target: sa.Table) -> None:
         md = sa.MetaData()
-        options = {"prefixes": ["TEMPORARY"], "postgresql_on_commit": "DROP"}
+
+        def temporary(name: str, *columns: sa.Column[Any]) -> sa.Table:
+            return sa.Table(name, md, *columns, prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
+
         columns = [sa.Column(c.name, c.type)
                    for c in target.columns if c.name not in LOADER_COLUMNS]
-        self.main = sa.Table(f"_stg_{target.name}", md, *columns,
-                             sa.Column("_row", sa.BigInteger),
-                             sa.Column("_with_events", sa.SmallInteger), **options)
-        self.digest = sa.Table("_stg_digest", md, sa.Column("digest", sa.LargeBinary), **options)
-        self.event = sa.Table("_stg_dossier_event", md,
-                              *(sa.Column(c.name, c.type) for c in fact_dossier_event.columns
-                                if c.name != "batch_id"),
-                              sa.Column("_ord", sa.BigInteger), **options)
-        self.level = sa.Table("_stg_procedure_level", md,
-                              sa.Column("procedure_code", dim_procedure.c.procedure_code.type),
+        self.main = temporary(f"_stg_{target.name}", *columns,
                               sa.Column("_row", sa.BigInteger),
-                              sa.Column("valid_from", sa.Date), sa.Column("valid_to", sa.Date),
-                              sa.Column("online_level", sa.SmallInteger),
-                              sa.Column("is_current", sa.Boolean), **options)
+                              sa.Column("_with_events", sa.SmallInteger))
+        self.digest = temporary("_stg_digest", sa.Column("digest", sa.LargeBinary))
+        self.event = temporary("_stg_dossier_event",
+                               *(sa.Column(c.name, c.type) for c in fact_dossier_event.columns
+                                 if c.name != "batch_id"),
+                               sa.Column("_ord", sa.BigInteger))
+        self.level = temporary("_stg_procedure_level",
+                               sa.Column("procedure_code", dim_procedure.c.procedure_code.type),
+                               sa.Column("_row", sa.BigInteger),
+                               sa.Column("valid_from", sa.Date), sa.Column("valid_to", sa.Date),
+                               sa.Column("online_level", sa.SmallInteger),
+                               sa.Column("is_current", sa.Boolean))
         self.tables = (self.main, self.digest, self.event, self.level)
 
     def create(self, conn: sa.Connection) -> None:
@@ -597,7 +601,9 @@ def _copy_rows(conn: sa.Connection, table: sa.Table, names: list[str], rows: lis
     if conn.dialect.name == "postgresql":
         quote = conn.dialect.identifier_preparer.quote
         sql = f"COPY {quote(table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
-        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
+        driver = conn.connection.driver_connection
+        assert driver is not None  # a connection in use holds its driver's (psycopg) connection
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
             for row in rows:
                 copy.write_row(row)
     else:

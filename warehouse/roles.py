@@ -180,8 +180,8 @@ def _grant(conn: sa.Connection, names: RoleNames) -> list[str]:
     q = _quoter(conn)
     loader, reporter, agency = q(names.loader), q(names.reporter), q(names.agency_group)
     everyone = f"{loader}, {reporter}, {agency}"
-    schema = q(conn.execute(sa.text("SELECT current_schema()")).scalar())
-    database = q(conn.execute(sa.text("SELECT current_database()")).scalar())
+    schema = q(conn.execute(sa.text("SELECT current_schema()")).scalar_one())
+    database = q(conn.execute(sa.text("SELECT current_database()")).scalar_one())
 
     inspector = sa.inspect(conn)
     present = set(inspector.get_view_names())

@@ -217,11 +217,24 @@ def test_transient_failures_are_retried_by_the_base():
     assert [r["_lgsp_message_id"] for r in records] == ["m-1"]
 
 
+def test_message_above_the_size_limit_is_refused_without_retry_and_the_feed_goes_on():
+    big = message(1, 40, "m-big")
+    refused: list = []
+    with LgspSimulator([big, message(41, 1, "m-2")]) as feed, \
+            connector(feed, refused, max_message_bytes=len(big) - 1, max_retries=3) as conn:
+        records = read_all(conn)
+        downloads = [r for r in feed.requests if r == "GET /messages/1"]
+    assert [r["_lgsp_message_id"] for r in records] == ["m-2"]
+    assert refused == [("m-big", 1, f"message larger than {len(big) - 1} bytes")]
+    assert downloads == ["GET /messages/1"]  # refused at once: a retry would get the same bytes
+    assert conn.last_cursor == 2
+
+
 def test_feed_down_raises_source_unavailable():
     with LgspSimulator() as feed:
         url = feed.url
     conn = LgspConnector(connection_from_uri(url), max_retries=1, backoff_base=0.01, backoff_max=0.01)
-    with conn, pytest.raises(SourceUnavailable, match="lgsp messages after"):
+    with conn, pytest.raises(SourceUnavailable, match="lgsp messages page 1: gave up after 2 attempts"):
         read_all(conn)
 
 

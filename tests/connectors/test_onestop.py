@@ -15,6 +15,7 @@ from connectors.onestop import (
     OneStopConnector,
     OneStopMapping,
     load_mapping,
+    mapping_from_dict,
     to_sqlalchemy_url,
 )
 from connectors.settings import ConnectionSettings
@@ -268,6 +269,30 @@ def test_a_third_variant_needs_only_a_mapping_file(sqlite_url):
     assert list(frame["status"]) == [4, 10, 2]
     with pytest.raises(ValueError, match="declares no procedures table"):
         OneStopConnector(sqlite_url, MAPPINGS / "onestop_variant_c.yaml").read("procedures")
+
+
+def test_a_fractional_fee_column_is_refused_not_read_as_grouped_thousands(sqlite_url):
+    # A REAL column holding 50.125 must not become the text "50.125" (= 50 125 đồng).
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE hs (mahs TEXT PRIMARY KEY, capnhat TEXT, phi)"))
+        conn.execute(sa.text("INSERT INTO hs VALUES (:m, '20170303100000', :f)"),
+                     [{"m": "F-1", "f": 50000.0}, {"m": "F-2", "f": 50.125}, {"m": "F-3", "f": "50.000 đ"},
+                      {"m": "F-4", "f": None}])
+    engine.dispose()
+    mapping = mapping_from_dict({
+        "version": 1, "agency_code": "000.00.25.H62", "timezone": "UTC",
+        "datetime": {"type": "text", "format": "%Y%m%d%H%M%S"},
+        "dossiers": {"table": "hs", "key": "mahs", "replication": "capnhat",
+                     "columns": {"MaHoSo": "mahs", "LePhi": "phi"}},
+        "statuses": {},
+    })
+    with OneStopConnector(sqlite_url, mapping) as connector:
+        records = sorted(read_all(connector, "dossiers", None), key=lambda r: r["MaHoSo"])
+    assert [r["LePhi"] for r in records] == ["50000", 50.125, "50.000 đ", ""]
+    frame, _ = dossiers_to_frames(records, key=b"k")
+    assert frame["fee"].fillna(-1).tolist() == [50000.0, -1, 50000.0, -1]
+    assert [("fee.valid_amount" in e) for e in frame["_errors"]] == [False, True, False, False]
 
 
 GOOD = (MAPPINGS / "onestop_variant_c.yaml").read_text(encoding="utf-8")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pipeline.cli import main
+from exchange.keys import generate_keypair, load_signing_key, load_trusted_keys
 from exchange.packages import (
     DeliveryFailed,
     PackageRefused,
@@ -25,7 +25,7 @@ from exchange.packages import (
     signed_bytes,
     warehouse_dossiers,
 )
-from exchange.keys import generate_keypair, load_signing_key, load_trusted_keys
+from pipeline.cli import main
 from simulators.loopback import LoopbackHandler, LoopbackServer
 from tests.province import TEST_KEY, run_sync, settings
 from transforms.timefmt import format_portal_time, parse_portal_time

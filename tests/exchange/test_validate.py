@@ -14,8 +14,8 @@ from lxml import etree
 from openpyxl import Workbook
 
 from connectors.filedrop import JUSTICE_AGENCY, JUSTICE_COLUMNS, JUSTICE_DATE_FIELDS
-from pipeline.cli import main
 from exchange.validate import gate_rule_ids, load_messages
+from pipeline.cli import main
 from simulators.filedrop import write_justice_csv, write_procedure_catalogue_xlsx
 from simulators.lgsp import build_message, build_xxe_message
 from tests.samples import justice_dossier

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.cli import main
-from tests.province import TEST_KEY, run_sync, table_counts
 from tests.pipeline.test_sync import LATE_WINDOW
+from tests.province import TEST_KEY, run_sync, table_counts
 
 DOJ = "000.00.03.H62"
 DPI = "000.00.04.H62"

@@ -7,8 +7,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from reporting import dictionary
 from pipeline.cli import main
+from reporting import dictionary
 from warehouse.db import create_engine, upgrade
 from warehouse.schema import metadata
 

@@ -54,8 +54,8 @@ import yaml
 import standards
 from reporting.indicators import INDICATORS, IndicatorValue, compute_indicators, refresh_marts
 from reporting.report import render_report
-from transforms.service_stat import service_stats_to_frame
 from tests.warehouse.frames import dossier, dossier_frame, local, procedure, procedure_frame
+from transforms.service_stat import service_stats_to_frame
 from warehouse.db import create_engine, upgrade
 from warehouse.indicator_sql import build_select, view_name
 from warehouse.load import BatchWriter

@@ -120,10 +120,36 @@ def test_local_month_uses_vietnam_time_not_utc():
     ({"KenhThucHien": "online"}, ["channel.in_codelist"]),
     ({"SoGiayToChuHoSo": "0123456789", "DinhDanhCHS": []}, ["applicant_id.valid_format"]),
     ({"MaTTHC": ""}, []),  # emptiness is the quality stage's `procedure_code.required`
+    ({"DanhSachLePhi": [], "LePhi": "1,5"}, ["fee.valid_amount"]),  # a fraction of a đồng
+    ({"DanhSachLePhi": [{"Gia": "50000"}, {"Gia": "12.34.567"}]}, ["fee.valid_amount"]),
 ])
 def test_transform_flags_what_it_cannot_read(overrides, errors):
     frame, _ = dossiers_to_frames([portal_dossier(**overrides)], key=KEY)
     assert frame.iloc[0]["_errors"] == errors
+
+
+def test_fee_written_with_vietnamese_grouping_is_read_in_dong_not_as_a_decimal():
+    # "50.000" is fifty thousand đồng; it used to load as 50.
+    records = [portal_dossier(DanhSachLePhi=[], LePhi="50.000"),
+               portal_dossier(DanhSachLePhi=[{"Gia": "1.234.567 đ"}]),
+               portal_dossier(DanhSachLePhi=[], LePhi="1,5"),
+               portal_dossier(DanhSachLePhi=[], LePhi="")]
+    frame, _ = dossiers_to_frames(records, key=KEY)
+    assert frame["fee"].tolist()[:2] == [50000.0, 1234567.0]
+    assert str(frame["fee"].dtype) == "float64"  # warehouse fee is NUMERIC(14, 2): whole values
+    assert frame["_errors"].tolist() == [[], [], ["fee.valid_amount"], []]
+    assert pd.isna(frame.iloc[2]["fee"]) and pd.isna(frame.iloc[3]["fee"])  # refused; no fee
+
+
+@pytest.mark.parametrize("written, fee, errors", [
+    ("200.000", 200000.0, []), ("200,000 đ", 200000.0, []), (200000, 200000.0, []),
+    ("1,5", None, ["fee.valid_amount"]), ("12.34.567", None, ["fee.valid_amount"]),
+])
+def test_procedure_fee_is_read_as_dong(written, fee, errors):
+    record = {"MaTTHC": "1.003725", "TenTTHC": "Cấp giấy phép hoạt động in", "PhiLePhi": written}
+    row = procedures_to_frame([record]).iloc[0]
+    assert pd.isna(row["fee"]) if fee is None else row["fee"] == fee
+    assert row["_errors"] == errors
 
 
 def test_cmnd_labelled_as_cccd_is_retyped():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from logging.config import fileConfig
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import context
@@ -14,7 +15,7 @@ config = context.config
 target_metadata = metadata
 
 
-def _configure(**kwargs: object) -> None:
+def _configure(**kwargs: Any) -> None:  # forwarded as is to context.configure
     context.configure(
         target_metadata=target_metadata,
         compare_type=True,

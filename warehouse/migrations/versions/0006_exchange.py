@@ -9,6 +9,7 @@ Create Date: 2026-11-28
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -23,7 +24,7 @@ depends_on: str | Sequence[str] | None = None
 UTC_DATETIME = sa.DateTime(timezone=True)  # warehouse.schema.UtcDateTime
 
 
-def _column(table: sa.Table, name: str, type_: sa.types.TypeEngine, **kwargs) -> sa.Column:
+def _column(table: sa.Table, name: str, type_: sa.types.TypeEngine[Any], **kwargs: Any) -> sa.Column[Any]:
     # comments as in warehouse/schema.py (one source for them; set on PostgreSQL, ignored by SQLite)
     return sa.Column(name, type_, comment=table.c[name].comment, **kwargs)
 
