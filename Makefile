@@ -11,11 +11,12 @@ PACKAGES := connectors transforms standards quality warehouse pipeline reporting
 export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test install lint clean help
+.PHONY: demo test crash-test install lint clean help
 
 help:
 	@echo "make demo   run every source's DAG through Airflow on the simulated province and print the report"
 	@echo "make test   run the test suite (PostgreSQL tests use TEST_POSTGRES_URL)"
+	@echo "make crash-test  kill the sync at every crash point, re-run, compare (SQLite and PostgreSQL); updates docs/reliability.md"
 	@echo "make lint   ruff and mypy over the packages"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -32,6 +33,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every kill point of every source on both databases (docs/reliability.md); CRASH_ARGS passes options
+# (e.g. CRASH_ARGS="--db sqlite --sources lgsp").
+crash-test: $(STAMP)
+	$(BIN)/python -m tests.reliability.crash_harness --doc docs/reliability.md $(CRASH_ARGS)
 
 # mypy reads its file list from pyproject.toml ([tool.mypy] files): the same packages.
 lint: $(STAMP)

@@ -9,6 +9,7 @@ from connectors.errors import (
     MissingConnection,
     SourceAuthError,
     SourceError,
+    SourceIncomplete,
     SourceProtocolError,
     SourceUnavailable,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "PortalConnector",
     "SourceAuthError",
     "SourceError",
+    "SourceIncomplete",
     "SourceProtocolError",
     "SourceUnavailable",
     "StreamSpec",

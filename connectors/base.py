@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json as jsonlib
 import logging
 import math
@@ -10,7 +11,7 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from tenacity.wait import wait_base
 
 from connectors.errors import (
     SourceAuthError,
+    SourceIncomplete,
     SourceProtocolError,
     SourceUnavailable,
     one_line,
@@ -45,12 +47,15 @@ __all__ = [
     "Connector",
     "HttpJsonConnector",
     "HttpStreamSpec",
+    "JsonRefused",
+    "MAX_JSON_DEPTH",
     "Page",
     "PageCallback",
     "ResponseTooLarge",
     "SessionExpired",
     "StreamSpec",
     "Window",
+    "decode_json",
     "iter_chunks",
     "spool_body",
 ]
@@ -69,6 +74,9 @@ PagingStyle = Literal["page_number", "keyset"]
 PAGING_STYLES: tuple[PagingStyle, ...] = ("page_number", "keyset")
 # A streamed body is held in memory up to this size, then spooled to disk.
 SPOOL_IN_MEMORY = 1 << 20
+# Arrays and objects nested deeper than this in an answer are refused (`decode_json`); the
+# sources' answers nest a few levels (the portal's: answer, result, record, fee list, fee).
+MAX_JSON_DEPTH = 64
 
 
 # The portal-shaped dossier's required fields (the standard's required dossier columns, by their
@@ -204,6 +212,79 @@ def spool_body(chunks: Iterable[bytes], *, in_memory: int = SPOOL_IN_MEMORY) -> 
     except BaseException:
         spool.close()
         raise
+
+
+class JsonRefused(ValueError):
+    """JSON that parses but that no source's contract allows; `str()` says what (one line)."""
+
+
+def decode_json(body: bytes | str) -> Any:
+    """`body` as JSON, refusing with `JsonRefused` what would mislead or break the stages after.
+
+    - a key twice in one object: readers disagree on which value counts (Python keeps the last),
+      so the answer is ambiguous;
+    - `NaN`, `Infinity`, `-Infinity`: not JSON (RFC 8259), though Python reads them;
+    - a number a finite double or a 64-bit integer cannot hold (`1e999` would read as infinity,
+      a 400-digit integer overflows every column and frame it reaches);
+    - nesting deeper than `MAX_JSON_DEPTH`: no source's answer nests like that, and such a value
+      would exhaust the recursion of whatever prints or re-encodes it later.
+    Malformed JSON and invalid UTF-8 raise `ValueError` (`json.JSONDecodeError`,
+    `UnicodeDecodeError`) as `json.loads` does.
+    """
+    try:
+        value = jsonlib.loads(
+            body, object_pairs_hook=_object_once, parse_constant=_no_constant, parse_float=_finite_float,
+            parse_int=_int64,
+        )
+    except RecursionError:
+        raise JsonRefused(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if _nested_deeper(value, MAX_JSON_DEPTH):
+        raise JsonRefused(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise JsonRefused(f"duplicate key {one_line(repr(name), 60)} in an object")
+            seen.add(name)
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise JsonRefused(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JsonRefused(f"number {one_line(text, 40)} is out of range (not a finite double)")
+    return value
+
+
+def _int64(text: str) -> int:
+    # the length first: int() of thousands of digits is slow, and refused beyond 4300 digits
+    value = int(text) if len(text) <= 20 else None
+    if value is None or not -(2**63) <= value < 2**63:
+        shown = text if len(text) <= 40 else f"of {len(text.lstrip('-'))} digits"
+        raise JsonRefused(f"integer {shown} is out of range (not a 64-bit integer)")
+    return value
+
+
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """True when arrays and objects nest more than `limit` levels (walked without recursion)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
 
 
 class Connector(ABC):
@@ -344,8 +425,10 @@ class HttpJsonConnector(Connector):
     fills three hooks: `open_session()` (log in; default: no session), `page_request()` (path and
     parameters of one page) and `parse_page()` (check an answer, return its records and either the
     total or the next page's token, raise `SessionExpired` when the source rejects the session).
-    "page_number" paging runs pages `1..ceil(total / page_size)`, stopping early on an empty page;
-    "keyset" paging follows `Page.next_page` until it is None or a page is empty.
+    "page_number" paging runs pages `1..ceil(total / page_size)` and checks them against the total,
+    reading again from page 1 when they disagree (`_numbered_records`: at most `paging_restarts`
+    times, then `SourceIncomplete`); "keyset" paging follows `Page.next_page` until it is None or
+    a page is empty.
     Any other call to the source goes through `request` (or `post_json`, `request_in_session`).
     """
 
@@ -353,6 +436,10 @@ class HttpJsonConnector(Connector):
     max_page_size: ClassVar[int | None] = None
     # An unusable body on a 2xx answer may be a glitch; retry it once, not max_retries times.
     protocol_retries: ClassVar[int] = 1
+    # Page-number paging: passes read again from page 1 before a short read fails the batch.
+    paging_restarts: ClassVar[int] = 3
+    # What the source calls its count of a window's records (messages name it), e.g. "tongso".
+    total_name: ClassVar[str] = "total"
 
     def __init__(
         self,
@@ -593,7 +680,7 @@ class HttpJsonConnector(Connector):
                         self._refuse_status(response, _text(response, b"".join(body)), where)
                     if sink is not None:
                         return sink(body)
-                    return self._json(response, b"".join(body))
+                    return self._json(response, b"".join(body), where)
             except httpx.TransportError as exc:  # timeouts, connection and protocol errors
                 if deadline.passed:  # the cut at the deadline is what broke the exchange
                     raise _Transient(deadline.message) from exc
@@ -635,8 +722,15 @@ class HttpJsonConnector(Connector):
         detail = unusable or one_line(text, 120)
         raise SourceProtocolError(self.source, where, f"HTTP {status} ({detail})")
 
-    def _json(self, response: httpx.Response, body: bytes) -> Any:
-        """The JSON of a 2xx answer's body, or `_Garbled` saying why it is unusable."""
+    def _json(self, response: httpx.Response, body: bytes, where: str) -> Any:
+        """The JSON of a 2xx answer's body; `_Garbled` saying why it is unusable, or refused at once.
+
+        A body that is not JSON (empty, HTML, malformed, not UTF-8, nested beyond what the decoder
+        can follow) may be a glitch: `_Garbled`, retried. JSON that parses but that no source's
+        contract allows is the same again on a retry, so `SourceProtocolError` at once (see
+        `decode_json`: duplicate keys, NaN or Infinity, numbers out of range, nesting deeper than
+        `MAX_JSON_DEPTH`).
+        """
         status = response.status_code
         unusable = _unusable_body(response, _text(response, body.lstrip()[:64]))  # its start tells
         if unusable == "empty body":
@@ -644,7 +738,11 @@ class HttpJsonConnector(Connector):
         if unusable:
             raise _Garbled(f"response is not JSON ({unusable}, HTTP {status})")
         try:
-            return jsonlib.loads(body)
+            return decode_json(body)
+        except JsonRefused as exc:
+            raise SourceProtocolError(self.source, where, f"JSON answer refused: {exc} (HTTP {status})") from None
+        except UnicodeDecodeError as exc:
+            raise _Garbled(f"response is not JSON (invalid UTF-8 at byte {exc.start}, HTTP {status})") from None
         except ValueError as exc:
             reason = getattr(exc, "msg", type(exc).__name__)
             pos = getattr(exc, "pos", None)
@@ -658,52 +756,84 @@ class HttpJsonConnector(Connector):
     def _numbered_records(
         self, spec: HttpStreamSpec, window: Window | None
     ) -> Iterator[dict[str, Any]]:
-        page = 1
+        """Pages 1..n of `window`, read again from page 1 until one pass over them is whole.
+
+        A source paged by number shifts its later records when one of an earlier page changes
+        while we page (updated past the window, or to its end, inserted, deleted): a record then
+        slips onto a page already read and is never seen. A pass is whole when the total stayed the
+        same on every page, each page held what the total says it should, and the pass's records
+        make up the total (`_KeyTally`: distinct keys, plus rows the source serves twice in a row).
+        A short page is asked for once more; a pass that is not whole is read again from page 1,
+        at most `paging_restarts` times; records read twice are the batch's duplicates (the
+        warehouse keeps the latest). After that `SourceIncomplete` is raised from here, inside the
+        caller's batch, so nothing of it is loaded.
+        """
+        for restarts in range(self.paging_restarts + 1):
+            why = yield from self._numbered_pass(spec, window, restarts)
+            if why is None:
+                return
+            log.warning("%s %s: %s; reading again from page 1 (re-read %d of %d)",
+                        self.source, spec.label, why, restarts + 1, self.paging_restarts)
+
+    def _numbered_pass(
+        self, spec: HttpStreamSpec, window: Window | None, restarts: int
+    ) -> Generator[dict[str, Any], None, str | None]:
+        """One pass over pages 1..n, yielding their records; None if it was whole, else why not.
+
+        The last pass allowed (`restarts == paging_restarts`) raises `SourceIncomplete` instead of
+        returning why; on a short page it reads on (to an empty page), so the error says how many
+        records are missing.
+        """
+        final = restarts >= self.paging_restarts
+        span = "for the window" if window is not None else "in all"
+        tally = _KeyTally(spec.key)
+        page = total_pages = 1
         total: int | None = None
-        total_pages = 1
-        received = 0
         while page <= total_pages:
-            result = self._fetch_page(spec, window, page, page)
-            if result.total is None:
-                raise TypeError(f"{self.source} {spec.label}: parse_page gave no total (page-number paging)")
+            result, reported = self._fetch_counted_page(spec, window, page)
             if total is None:
-                total = result.total
-            elif result.total != total:
-                log.warning(
-                    "%s %s page %d: total changed from %d to %d while paging; continuing",
-                    self.source,
-                    spec.label,
-                    page,
-                    total,
-                    result.total,
-                )
-                total = result.total
-            total_pages = max(page, math.ceil(total / self.page_size))
-            received += len(result.records)
-            log.debug(
-                "%s %s page %d/%d: %d records",
-                self.source,
-                spec.label,
-                page,
-                total_pages,
-                len(result.records),
-            )
+                total = reported
+                total_pages = max(1, math.ceil(total / self.page_size))
+            expected = min(self.page_size, total - (page - 1) * self.page_size)
+            if reported == total and len(result.records) < expected:
+                log.warning("%s %s page %d: %d records of the %d expected (total %d unchanged); asking again",
+                            self.source, spec.label, page, len(result.records), expected, total)
+                result, reported = self._fetch_counted_page(spec, window, page)
+            if reported != total:
+                if final:
+                    raise SourceIncomplete(
+                        self.source, spec.name,
+                        f"the {total:,} records the source reports {span} ({self.total_name}) became "
+                        f"{reported:,} while paging, after {restarts} re-reads; nothing loaded")
+                return f"total changed from {total} to {reported} at page {page}"
+            short = len(result.records) < expected
+            if short and not final:
+                return f"page {page} held {len(result.records)} records of the {expected} expected, twice"
+            tally.add(result.records)
+            log.debug("%s %s page %d/%d: %d records",
+                      self.source, spec.label, page, total_pages, len(result.records))
             if self.on_page is not None:
-                self.on_page(spec.name, page, total_pages, received)
-            if not result.records:
-                if page < total_pages:
-                    log.warning(
-                        "%s %s page %d of %d is empty; stopping early",
-                        self.source,
-                        spec.label,
-                        page,
-                        total_pages,
-                    )
-                break
+                self.on_page(spec.name, page, total_pages, tally.rows)
+            if short and not result.records:
+                break  # the last pass, and the source has nothing more: count what was read
             yield from result.records
             del result  # hold one page at a time, not two while the next one downloads
             page += 1
-        log.info("%s %s: %d records received", self.source, spec.label, received)
+        assert total is not None  # the loop asks for page 1 at least
+        if tally.count < total:
+            read = f"read {tally.describe()} of the {total:,} the source reports {span} ({self.total_name})"
+            if final:
+                raise SourceIncomplete(self.source, spec.name, f"{read} after {restarts} re-reads; nothing loaded")
+            return read
+        log.info("%s %s: %d records received", self.source, spec.label, tally.rows)
+        return None
+
+    def _fetch_counted_page(self, spec: HttpStreamSpec, window: Window | None, page: int) -> tuple[Page, int]:
+        """Page number `page` and the total its answer reports."""
+        result = self._fetch_page(spec, window, page, page)
+        if result.total is None:
+            raise TypeError(f"{self.source} {spec.label}: parse_page gave no total (page-number paging)")
+        return result, result.total
 
     def _keyset_records(self, spec: HttpStreamSpec, window: Window | None) -> Iterator[dict[str, Any]]:
         token: Any = None  # the first page is asked for without one
@@ -763,6 +893,54 @@ class HttpJsonConnector(Connector):
             self.max_retries,
             wait,
         )
+
+
+class _KeyTally:
+    """The records of one pass told apart by key, in bounded memory: a set of 8-byte key hashes.
+
+    `count` is what a whole pass makes up of the source's total: its distinct keys, plus the rows
+    the source serves twice in a row (a record listed again right after itself, identical: the
+    portal's duplicate rows, which its total counts). A key read again elsewhere (a record that
+    moved while we paged) adds nothing; a record lacking its key counts on its own.
+    """
+
+    def __init__(self, key: tuple[str, ...]) -> None:
+        self.key = key
+        self.rows = 0
+        self.repeats = 0
+        self.unkeyed = 0
+        self._hashes: set[int] = set()
+        self._last: tuple[int, dict[str, Any]] | None = None
+
+    def add(self, records: Iterable[dict[str, Any]]) -> None:
+        for record in records:
+            self.rows += 1
+            values = [record.get(name) for name in self.key]
+            if any(value is None or value == "" for value in values):
+                self.unkeyed += 1
+                self._last = None
+                continue
+            text = jsonlib.dumps(values, ensure_ascii=False, default=str)
+            digest = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+            if digest not in self._hashes:
+                self._hashes.add(digest)
+            elif self._last is not None and self._last[0] == digest and self._last[1] == record:
+                self.repeats += 1
+            self._last = (digest, record)
+
+    @property
+    def distinct(self) -> int:
+        return len(self._hashes) + self.unkeyed
+
+    @property
+    def count(self) -> int:
+        return self.distinct + self.repeats
+
+    def describe(self) -> str:
+        """E.g. "4,998 distinct records", or "5,002 records (4,998 distinct, 4 listed twice)"."""
+        if not self.repeats:
+            return f"{self.distinct:,} distinct records"
+        return f"{self.count:,} records ({self.distinct:,} distinct, {self.repeats:,} listed twice)"
 
 
 def _text(response: httpx.Response, body: bytes) -> str:

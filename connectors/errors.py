@@ -38,6 +38,10 @@ class SourceProtocolError(SourceError):
     """The source answered, but not in its documented shape (not JSON, missing keys, error code)."""
 
 
+class SourceIncomplete(SourceProtocolError):
+    """The records read of a window fall short of the source's own count of it, after re-reads."""
+
+
 class SourceAuthError(SourceError):
     """The source refused the credentials or the session."""
 

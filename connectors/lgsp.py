@@ -23,6 +23,7 @@ from connectors.base import (
 )
 from connectors.errors import SourceProtocolError, one_line
 from connectors.settings import ConnectionSettings
+from transforms.portal import key_escape
 
 __all__ = [
     "DOSSIER_FIELDS",
@@ -178,8 +179,16 @@ _SCHEMA_PATTERN = re.compile(
 
 
 def _syntax_reason(exc: etree.XMLSyntaxError) -> str:
-    """One line: "schema: element 'OrganId': '…' is not a valid value …" or "malformed XML: …"."""
+    """One line: "schema: element 'OrganId': '…' is not a valid value …" or "malformed XML: …".
+
+    With a schema attached, libxml2's error for broken input (invalid UTF-8, a NUL byte) is only
+    "no element found": the parser's fatal error says why, the last in the log (which also keeps
+    earlier parses' errors).
+    """
     text = str(exc.msg if getattr(exc, "msg", None) else exc)
+    if text == "no element found":
+        fatal = [entry.message for entry in exc.error_log or () if entry.level_name == "FATAL"]
+        text = fatal[-1] if fatal else text
     text = re.sub(r"\s*\(<string>, line \d+\)$|\s*\(line \d+\)$", "", text).replace(_NS, "")
     if text.startswith("Element '"):
         text = _SCHEMA_PATTERN.sub(
@@ -274,7 +283,7 @@ class LgspConnector(HttpJsonConnector):
         for entry in entries:
             if not (isinstance(entry, dict) and _is_int(entry.get("cursor")) and isinstance(entry.get("url"), str)):
                 raise SourceProtocolError(self.source, where, f"index entry out of contract: {one_line(entry, 120)}")
-            entry.setdefault("id", f"cursor {entry['cursor']}")
+            entry["id"] = _entry_id(entry)
         cursors = [entry["cursor"] for entry in entries]
         if cursors != sorted(set(cursors)):
             raise SourceProtocolError(self.source, where, "index cursors are not increasing")
@@ -352,6 +361,13 @@ class LgspConnector(HttpJsonConnector):
             sink=spool_body,
             max_bytes=self.max_message_bytes,
         )
+
+
+def _entry_id(entry: dict[str, Any]) -> str:
+    """An index entry's message id as one printable line (it names the message in logs and quarantine)."""
+    given = entry.get("id")
+    text = key_escape(one_line(given, 100)) if isinstance(given, str) else ""
+    return text or f"cursor {entry['cursor']}"
 
 
 def _is_int(value: Any) -> bool:

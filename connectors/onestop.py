@@ -29,7 +29,7 @@ from connectors.base import (
 from connectors.errors import ConnectionConfigError, SourceProtocolError, SourceUnavailable, one_line
 from connectors.settings import ConnectionSettings, connection_from_uri
 from transforms.amounts import to_portal_amount
-from transforms.timefmt import LOCAL_TZ, PORTAL_FORMAT
+from transforms.timefmt import LOCAL_TZ
 
 __all__ = [
     "MAPPING_DIR",
@@ -402,11 +402,8 @@ class OneStopConnector(Connector):
     # -- the work --------------------------------------------------------------------------
 
     def _read(self, stream: str, tm: TableMapping, window: Window | None) -> Iterator[list[dict[str, Any]]]:
-        time_columns = {col for fld, col in tm.columns.items() if fld in TIME_FIELDS}
-        if tm.replication:
-            time_columns.add(tm.replication)
         names = dict.fromkeys([tm.key, *([tm.replication] if tm.replication else []), *tm.columns.values()])
-        table = self._table(tm.table, names, time_columns)
+        table = self._table(tm.table, names)
         order = [table.c[tm.replication], table.c[tm.key]] if tm.replication else [table.c[tm.key]]
         stmt = sa.select(*table.c).order_by(*order)
         if window is not None and tm.replication:
@@ -438,9 +435,15 @@ class OneStopConnector(Connector):
                 self.source, stream, f"the database does not match mapping {self.mapping.origin} ({detail})"
             ) from exc
 
-    def _table(self, name: str, columns: Mapping[str, None] | Sequence[str], time_columns: set[str]) -> sa.TableClause:
-        native = self.mapping.datetime_type == "native"
-        return sa.table(name, *(sa.column(c, sa.DateTime() if native and c in time_columns else None) for c in columns))
+    def _table(self, name: str, columns: Mapping[str, None] | Sequence[str]) -> sa.TableClause:
+        """The source table with untyped columns: values come as the driver gives them.
+
+        Not `sa.DateTime` for time columns: SQLite keeps a DATETIME as any text, and SQLAlchemy's
+        parser would raise on a row holding none (the whole read would fail); `_time_text` reads
+        it instead. Window bounds are still bound as the dialect writes a datetime (their type
+        comes from the Python value).
+        """
+        return sa.table(name, *(sa.column(c) for c in columns))
 
     def _bound(self, moment: datetime, *, start: bool) -> datetime | str:
         """A window bound as the source stores times (whole seconds): naive in its zone, or text."""
@@ -481,30 +484,40 @@ class OneStopConnector(Connector):
         return known.get(text.strip(), text)
 
     def _time_text(self, value: Any) -> str:
-        """A source time → `yyyyMMddHHmmss` in Vietnam; text that does not parse is passed on."""
+        """A source time → `yyyyMMddHHmmss` in Vietnam; a value that is no time is passed on as text.
+
+        Text is read with the mapping's format ("text" times), or as ISO 8601 (a "native" column
+        that SQLite keeps as text, or MySQL's zero date `0000-00-00 00:00:00`). What does not
+        parse, and a time that cannot move to Vietnam's zone (year 9999 from a zone behind it),
+        goes on as text, for the transform to report as `<column>.valid_datetime`.
+        """
         if value is None or value == "":
             return ""
         if isinstance(value, str):
-            if self.mapping.datetime_type != "text":
-                return value
             try:
-                value = datetime.strptime(value.strip(), self.mapping.datetime_format or "")
+                if self.mapping.datetime_type == "text":
+                    value = datetime.strptime(value.strip(), self.mapping.datetime_format or "")
+                else:
+                    value = datetime.fromisoformat(value.strip())
             except ValueError:
-                return value  # the transform reports it as `<column>.valid_datetime`
+                return value
         if isinstance(value, date) and not isinstance(value, datetime):
             value = datetime(value.year, value.month, value.day)
         if not isinstance(value, datetime):
             return _text(value)
         if value.tzinfo is None:
             value = value.replace(tzinfo=self.mapping.timezone)
-        return value.astimezone(LOCAL_TZ).strftime(PORTAL_FORMAT)
+        try:
+            local = value.astimezone(LOCAL_TZ)
+        except OverflowError:
+            return value.isoformat(sep=" ")
+        return f"{local.year:04d}{local:%m%d%H%M%S}"  # strftime's %Y writes year 1 as "1" on Linux
 
     def _attach_history(self, records: list[dict[str, Any]], keys: list[Any]) -> None:
         hm = self.mapping.history
         assert hm is not None
         names = dict.fromkeys([hm.dossier_key, hm.order_by, *hm.columns.values()])
-        time_columns = {col for fld, col in hm.columns.items() if fld in TIME_FIELDS}
-        table = self._table(hm.table, names, time_columns)
+        table = self._table(hm.table, names)
         steps: dict[Any, list[dict[str, Any]]] = {}
         # Its own connection: the dossier cursor is still open on the other (MySQL cannot share).
         with self.engine.connect() as conn:

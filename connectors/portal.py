@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any, ClassVar
 
 from connectors.base import (
@@ -32,6 +32,9 @@ PUSH_DOSSIERS = "DongBoHoSoMC"  # push dossiers (isUpdating "True"/"False", data
 PUSH_PROGRESS = "CapNhatTienDoHoSoMC"  # push processing steps (data[])
 # Top-level answers of a push: every record accepted, or some rejected (per-record `result`).
 PUSH_ANSWER_CODES = frozenset({"00", "03"})
+# The most records a sync answer may count (`tongso`): a billion, beyond any province's
+# catalogue or dossiers; a larger count is out of contract (and would page for ever).
+MAX_TOTAL = 10**9
 
 
 class PortalConnector(HttpJsonConnector):
@@ -66,6 +69,7 @@ class PortalConnector(HttpJsonConnector):
         ),
     )
     max_page_size: ClassVar[int | None] = 1000  # the portal's `sodong` limit
+    total_name: ClassVar[str] = "tongso"  # the portal's count of the window's records
     login_path: ClassVar[str] = "/login"
     api_path: ClassVar[str] = "/api"
 
@@ -129,22 +133,64 @@ class PortalConnector(HttpJsonConnector):
                 self.source, where, f"answer lacks {keys} (a sync answer has 'tongso' and 'result')"
             )
         records = answer["result"]
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise SourceProtocolError(self.source, where, "'result' is not a list of objects")
+        if not isinstance(records, list):
+            raise SourceProtocolError(
+                self.source, where, f"'result' is {_json_kind(records)}, not a list of records"
+            )
+        for number, record in enumerate(records, start=1):
+            if not isinstance(record, dict):  # its fields are the quality stage's; its shape is ours
+                raise SourceProtocolError(
+                    self.source, where, f"'result' record {number} is {_json_kind(record)}, not an object"
+                )
         return Page(records=records, total=self._total(answer["tongso"], where))
 
     def _total(self, value: Any, where: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise SourceProtocolError(self.source, where, f"'tongso' is not a count: {value!r}")
-        try:
-            total = int(value)
-        except ValueError:
-            raise SourceProtocolError(
-                self.source, where, f"'tongso' is not a count: {value!r}"
-            ) from None
+        """`tongso`: a count (a JSON integer, or text of ASCII digits) of at most `MAX_TOTAL`."""
+        text = value.strip() if isinstance(value, str) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            total = value
+        elif text is not None and text.isascii() and text.isdigit() and len(text) <= len(str(MAX_TOTAL)):
+            total = int(text)
+        else:
+            raise SourceProtocolError(self.source, where, f"'tongso' is not a count: {one_line(repr(value), 80)}")
         if total < 0:
             raise SourceProtocolError(self.source, where, f"'tongso' is negative: {total}")
+        if total > MAX_TOTAL:
+            raise SourceProtocolError(
+                self.source, where, f"'tongso' {total} is beyond any province's records (at most {MAX_TOTAL})"
+            )
         return total
+
+    def records(self, stream: str, window: Window | None = None) -> Iterator[dict[str, Any]]:
+        """The base's records of `stream`, each checked to lie within `window` (`_within_window`)."""
+        spec = self.stream(stream)
+        assert isinstance(spec, HttpStreamSpec)
+        records = super().records(stream, window)
+        if window is None or spec.replication_key is None:
+            return records
+        return self._within_window(records, spec, window)
+
+    def _within_window(
+        self, records: Iterable[dict[str, Any]], spec: HttpStreamSpec, window: Window
+    ) -> Iterator[dict[str, Any]]:
+        """Refuse a record served outside the window asked for (`tungay`..`denngay` on NgayCapNhat).
+
+        Such a record is out of contract, and one updated "in the future" would become the
+        stream's watermark, from which no later window could start: the batch fails instead. A
+        NgayCapNhat that is no time is the quality stage's (`updated_at.valid_datetime`).
+        """
+        field = spec.replication_key or ""
+        since, until = format_portal_time(window.start), format_portal_time(window.end)
+        for number, record in enumerate(records, start=1):
+            updated = record.get(field)
+            if isinstance(updated, str) and len(updated) == 14 and updated.isdigit() and not since <= updated <= until:
+                key = one_line(repr(record.get(spec.key[0])), 80)
+                raise SourceProtocolError(
+                    self.source, spec.label,
+                    f"record {number} ({spec.key[0]} {key}) has {field} {updated}, outside the window "
+                    f"asked for ({since} to {until})",
+                )
+            yield record
 
     def push(
         self, service: str, records: list[dict[str, Any]], *, is_updating: bool | None = None
@@ -204,3 +250,11 @@ class PortalConnector(HttpJsonConnector):
                 self.source, where, "'result' is not a list of per-record verdicts"
             )
         return results
+
+
+def _json_kind(value: Any) -> str:
+    """How an answer's value reads in a message: "a JSON object", "a JSON array", "null", …"""
+    if value is None:
+        return "null"
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return f"a JSON {kinds.get(type(value), type(value).__name__)}"

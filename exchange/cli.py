@@ -65,12 +65,32 @@ def cmd_receive(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    if args.action == "rotate-pseudonym":
+        return cmd_rotate_pseudonym(args)
     from exchange.keys import generate_keypair
 
     private, public = generate_keypair(args.out, args.agency, args.key_id)
     print(f"private key: {private} (keep it secret: LIENTHONG_SIGNING_KEY={private}, "
           f"LIENTHONG_SIGNING_KEY_ID={args.key_id})")
     print(f"public key:  {public} (give it to the receiving agencies, for their LIENTHONG_TRUSTED_KEYS folder)")
+    return 0
+
+
+def cmd_rotate_pseudonym(args: argparse.Namespace) -> int:
+    """Re-key the warehouse's pseudonyms with the newest key of the configured chain (one
+    transaction); nothing to do when already done; refused under any other chain."""
+    from pipeline.settings import PipelineSettings
+    from warehouse.db import create_engine, upgrade, warehouse_url
+    from warehouse.pseudonym import rotate_pseudonyms
+
+    chain = PipelineSettings().require_pseudonym_key()
+    url = warehouse_url()
+    upgrade(url)
+    engine = create_engine(url)
+    try:
+        print(rotate_pseudonyms(engine, chain, dry_run=args.dry_run).summary())
+    finally:
+        engine.dispose()
     return 0
 
 
@@ -126,12 +146,18 @@ def add_commands(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
                          help="folder or JSON file of trusted public keys (default LIENTHONG_TRUSTED_KEYS)")
     receive.set_defaults(func=cmd_receive)
 
-    keys = add_parser("keys", help="Ed25519 keys of the dossier exchange")
+    keys = add_parser("keys", help="Ed25519 keys of the dossier exchange; the rotation of the pseudonym key")
     keys_sub = keys.add_subparsers(dest="action", required=True)
     generate = keys_sub.add_parser("generate", help="a new key pair for an agency")
     generate.add_argument("--out", required=True, help="folder for <key-id>.key.pem and trusted/<agency>/<key-id>.pem")
     generate.add_argument("--agency", default="000.00.00.H62", help="the agency that signs with it")
     generate.add_argument("--key-id", default="k1", help="the key's id (written in every manifest it signs)")
+    rotate = keys_sub.add_parser(
+        "rotate-pseudonym", help="re-key every stored pseudonym with a new LIENTHONG_PSEUDONYM_KEY",
+        description="First move the current key(s) to LIENTHONG_PSEUDONYM_KEY_PREVIOUS (oldest first) and "
+                    "set the new key as LIENTHONG_PSEUDONYM_KEY; then run this once (docs/INTERFACES.md, "
+                    "\"Citizens' data\"). Running it again changes nothing.")
+    rotate.add_argument("--dry-run", action="store_true", help="count what would be re-keyed; write nothing")
     keys.set_defaults(func=cmd_keys)
 
     push = add_parser("push", help="push changed dossiers and their steps to a receiving system")

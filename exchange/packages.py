@@ -10,8 +10,10 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +30,7 @@ import standards
 from connectors.lgsp import SAFE_PARSER_OPTIONS  # libxml2's safe parsing, as the LGSP connector's
 from exchange.keys import SigningKey, TrustedKeys
 from pipeline.sources import SourcePlan, StreamPlan
+from transforms.identity import PseudonymKey
 from transforms.timefmt import LOCAL_TZ, format_portal_time
 
 __all__ = [
@@ -55,7 +58,9 @@ EXCHANGE_NS = "urn:lienthong:exchange:v1"
 XSD_PATH = standards.STANDARD_DIR / "xsd" / "exchange_package.xsd"
 FORMAT = "lienthong-exchange/1"
 MANIFEST, MESSAGE = "manifest.json", "message.xml"
-MAX_PART_BYTES = 256 << 20  # a manifest or message.xml above this is refused unread
+MAX_PART_BYTES = 256 << 20  # a message.xml above this is refused unread
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a dozen fields: above this it is refused unread
+MAX_MANIFEST_DEPTH = 8  # the manifest is one flat object: anything nested deeper is no manifest
 # The Dossier children of standards/xsd/exchange_package.xsd with a text value, in the schema's order.
 DOSSIER_FIELDS = (
     "MaHoSo", "MaTTHC", "TenTTHC", "DonViXuLy", "NoiNopHoSo", "KenhThucHien", "LoaiDoiTuong",
@@ -293,36 +298,117 @@ def build_package(records: Sequence[Mapping[str, Any]], sender: str, receiver: s
 # ── reading and verifying ───────────────────────────────────────────────────────────────────────
 
 def _read_part(read: Any, name: str, size: int) -> bytes:
-    if size > MAX_PART_BYTES:
-        raise PackageRefused(f"{name} is larger than {MAX_PART_BYTES} bytes")
+    """A part's bytes from `read()`, refused when it is (or says it is) over its limit."""
+    limit = MAX_MANIFEST_BYTES if name == MANIFEST else MAX_PART_BYTES
+    if size > limit:
+        raise PackageRefused(f"{name} is larger than {limit} bytes")
     data = read()
-    if len(data) > MAX_PART_BYTES:
-        raise PackageRefused(f"{name} is larger than {MAX_PART_BYTES} bytes")
+    if len(data) > limit:
+        raise PackageRefused(f"{name} is larger than {limit} bytes")
     return data
 
 
+def _check_members(members: Sequence[zipfile.ZipInfo]) -> None:
+    """A package's zip holds manifest.json and message.xml, each once, as plain files; else refused.
+
+    The reader never extracts, but a package is a file other tools unpack: a member named
+    `../x` or `/etc/x` (written outside the folder it is unpacked in), a member twice (which copy
+    was verified depends on the tool), or a symbolic link is refused, naming the member.
+    """
+    seen: set[str] = set()
+    for member in members:
+        name = member.filename
+        shown = " ".join(repr(name)[:120].split())
+        if name in seen:
+            raise PackageRefused(f"the package holds {shown} twice: which copy is meant cannot be told")
+        seen.add(name)
+        if stat.S_ISLNK(member.external_attr >> 16):
+            raise PackageRefused(f"the package member {shown} is a symbolic link")
+        if name not in (MANIFEST, MESSAGE):
+            parts = re.split(r"[/\\]", name)
+            if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+                raise PackageRefused(f"the package member {shown} points outside the package "
+                                     "(an absolute path or '..')")
+            raise PackageRefused(f"the package holds {shown}: a package holds only {MANIFEST} and {MESSAGE}")
+
+
 def read_parts(path: str | Path) -> tuple[bytes | None, bytes | None]:
-    """The manifest and message.xml bytes of a package (a zip or a folder); None for a missing part."""
+    """The manifest and message.xml bytes of a package (a zip or a folder); None for a missing part.
+
+    Refused (PackageRefused): a zip with members other than the two, or one twice, or a symbolic
+    link (`_check_members`); in a folder, a part that is a symbolic link or not a regular file.
+    """
     path = Path(path)
     parts: dict[str, bytes | None] = {MANIFEST: None, MESSAGE: None}
     if path.is_dir():
         for name in parts:
             part = path / name
-            if part.is_file():
-                parts[name] = _read_part(part.read_bytes, name, part.stat().st_size)
+            if not os.path.lexists(part):
+                continue
+            mode = part.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                raise PackageRefused(f"{name} is a symbolic link (to {_one_line_path(os.readlink(part))}): "
+                                     "links are not followed")
+            if not stat.S_ISREG(mode):
+                raise PackageRefused(f"{name} is not a regular file")
+            parts[name] = _read_part(part.read_bytes, name, part.stat().st_size)
         return parts[MANIFEST], parts[MESSAGE]
     if not path.is_file():
         raise FileNotFoundError(f"package {path} does not exist")
     try:
         with zipfile.ZipFile(path) as archive:
-            names = {info.filename: info for info in archive.infolist()}
-            for name in parts:
-                if name in names:
-                    parts[name] = _read_part(lambda n=name: archive.open(n).read(MAX_PART_BYTES + 1),
-                                             name, names[name].file_size)
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
-        raise PackageRefused(f"not a readable zip package ({exc})") from None
+            members = archive.infolist()
+            _check_members(members)
+            for info in members:  # zipfile inflates no more than the stated size: ask for no more
+                parts[info.filename] = _read_part(lambda i=info: archive.open(i).read(i.file_size + 1),
+                                                  info.filename, info.file_size)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, RuntimeError, ValueError) as exc:
+        raise PackageRefused(f"not a readable zip package ({' '.join(str(exc).split())[:200]})") from None
     return parts[MANIFEST], parts[MESSAGE]
+
+
+def _one_line_path(text: str) -> str:
+    """A path as one printable line: control characters escaped, at most 200 characters."""
+    return repr(text)[1:-1][:200]
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object with a key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return record
+
+
+def _parse_manifest(data: bytes) -> dict[str, Any]:
+    """manifest.json as a JSON object, else PackageRefused: not UTF-8 JSON, not an object, a key
+    twice (the signature covers one reading of it; another reader may take the other value), or
+    nested deeper than MAX_MANIFEST_DEPTH (json itself gives up near 1,000 levels)."""
+    try:
+        manifest = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise PackageRefused(f"{MANIFEST} has the key {' '.join(repr(str(exc))[:100].split())} twice") from None
+    except RecursionError:
+        raise PackageRefused(f"{MANIFEST} is not valid JSON (nested deeper than {MAX_MANIFEST_DEPTH} levels)") from None
+    except (UnicodeDecodeError, ValueError):
+        raise PackageRefused(f"{MANIFEST} is not valid JSON") from None
+    if not isinstance(manifest, dict):
+        raise PackageRefused(f"{MANIFEST} is not a JSON object")
+    stack: list[tuple[Any, int]] = [(manifest, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_MANIFEST_DEPTH:
+            raise PackageRefused(f"{MANIFEST} is not valid JSON (nested deeper than {MAX_MANIFEST_DEPTH} levels)")
+        if isinstance(value, dict | list):
+            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return manifest
 
 
 def _schema_reason(error: Any) -> str:
@@ -374,12 +460,7 @@ def verify_package(path: str | Path, trusted: TrustedKeys, *, receiver: str | No
     manifest_data, body = read_parts(path)
     if manifest_data is None:
         raise PackageRefused(f"no {MANIFEST} in the package")
-    try:
-        manifest = json.loads(manifest_data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise PackageRefused(f"{MANIFEST} is not valid JSON") from None
-    if not isinstance(manifest, dict):
-        raise PackageRefused(f"{MANIFEST} is not a JSON object")
+    manifest = _parse_manifest(manifest_data)
     signature_text = manifest.get("signature")
     if not signature_text:
         raise PackageRefused("not signed (the manifest has no signature)")
@@ -495,7 +576,7 @@ class PackageReader:
             yield chunk
 
 
-def exchange_frames(records: Sequence[dict[str, Any]], *, key: bytes, first_row: int,
+def exchange_frames(records: Sequence[dict[str, Any]], *, key: PseudonymKey, first_row: int,
                     source_system: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Package dossiers → standard frames: the portal transform, then the applicant identity the
     package carries (its keyed hash and type: there is no raw number to hash again)."""
@@ -706,14 +787,17 @@ def _record_received(engine: sa.Engine, row: dict[str, Any]) -> None:
 def _refused_id(path: Path, manifest_data: bytes | None) -> str:
     """The id a refused package is recorded under: its manifest's, when well-formed, else a digest."""
     try:
-        stated = json.loads(manifest_data or b"").get("message_id")
+        stated = _parse_manifest(manifest_data or b"").get("message_id")
         if isinstance(stated, str) and _HEX32.match(stated):
             return stated
-    except (ValueError, AttributeError):
+    except PackageRefused:
         pass  # no usable manifest: fall back to the package's own digest below
-    digest = hashlib.sha256(str(path.resolve()).encode())
+    digest = hashlib.sha256(os.fsencode(path.resolve()))
     if path.is_file():
-        digest = hashlib.sha256(path.read_bytes())
+        digest = hashlib.sha256()
+        with path.open("rb") as f:  # in blocks: a refused package may be of any size
+            while block := f.read(1 << 20):
+                digest.update(block)
     return digest.hexdigest()[:32]
 
 
@@ -736,14 +820,13 @@ def receive_package(engine: sa.Engine, path: str | Path, *, trusted: TrustedKeys
     except PackageRefused as exc:
         try:
             manifest_data, _ = read_parts(path)
-        except PackageRefused:
+        except (PackageRefused, OSError):
             manifest_data = None
         manifest: dict[str, Any] = {}
         try:
-            manifest = json.loads(manifest_data or b"{}")
-        except ValueError:
+            manifest = _parse_manifest(manifest_data or b"{}")
+        except PackageRefused:
             manifest = {}
-        manifest = manifest if isinstance(manifest, dict) else {}
 
         def stated(name: str, limit: int) -> str | None:
             value = manifest.get(name)

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import re
+import stat
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache, lru_cache
@@ -67,6 +69,12 @@ _XLS_MAGIC = b"\xd0\xcf\x11\xe0"
 _ZIP_MAGIC = b"PK\x03\x04"
 _CONTROL = frozenset(range(0x20)) - {0x09, 0x0A, 0x0C, 0x0D}
 _HEADER_SCAN_ROWS = 20
+# Limits on hostile files (docs/hostile_input.md). The file is read whole: at most MAX_FILE_BYTES.
+# A JSON document nested deeper than MAX_JSON_DEPTH is refused (a portal record needs 4 levels;
+# Python's json module itself fails with RecursionError near 1,000). A value longer than the csv
+# module's field limit (`csv.field_size_limit()`, 128 KiB) is refused in CSV and in JSON alike.
+MAX_FILE_BYTES = 256 << 20
+MAX_JSON_DEPTH = 32
 _SCHEMA_ELEMENT = re.compile(r"element '([^']+)'", re.IGNORECASE)
 _SCHEMA_VALUE = re.compile(r"'([^']*)' is not a valid value")
 _SCHEMA_FACET = re.compile(
@@ -267,8 +275,9 @@ def _field_of(column: str, record: Mapping[str, Any], raw: Mapping[str, Any],
                                          for i in ids):
             return "DinhDanhCHS"
         return "SoGiayToChuHoSo"
-    if column == "fee" and "DanhSachLePhi" not in raw and "LePhi" in raw:
-        return "LePhi"
+    if column == "fee" and "LePhi" in raw and not (isinstance(record.get("DanhSachLePhi"), list)
+                                                   and record["DanhSachLePhi"]):
+        return "LePhi"  # as transforms.portal._fee reads it: the total when the list is empty
     if column == "levels" and not record.get("LichSuMucDo") and "MucDo" in raw:
         return "MucDo"
     return field_of.get(column, column)
@@ -377,6 +386,11 @@ def gate_rule_ids(entity: str) -> set[str]:
 def read_file(path: Path, *, encoding: str | None = None, entity: str | None = None) -> _Read:
     """A file as portal-shaped records, its format found from its content. Raises UnreadableFile."""
     try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would be read for ever
+            raise UnreadableFile("missing", detail="not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise UnreadableFile("too_large", size=info.st_size, limit=MAX_FILE_BYTES)
         data = path.read_bytes()
     except OSError as exc:
         raise UnreadableFile("missing", detail=exc.strerror or type(exc).__name__) from None
@@ -403,7 +417,7 @@ def detect_format(data: bytes) -> str:
         if data.startswith(magic):
             raise UnreadableFile("binary", detail=f": {kind}")
     sample = data[:4096]
-    if b"\x00" in sample or sum(b in _CONTROL for b in sample) > len(sample) // 100:
+    if b"\x00" in data or sum(b in _CONTROL for b in sample) > len(sample) // 100:
         raise UnreadableFile("binary", detail="")
     first = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     if first in (b"[", b"{"):
@@ -424,9 +438,85 @@ def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
     return text.lstrip("\ufeff"), used
 
 
+class _DuplicateKey(Exception):
+    """A JSON object with a key twice (raised from json's object_pairs_hook)."""
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key comes twice: which value is meant cannot be told (json
+    would keep the last silently; another reader may keep the first)."""
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return record
+
+
+def _json_int(text: str) -> int | float:
+    """A JSON integer; one longer than Python converts (4,300 digits) reads as infinity, as json
+    reads 1e999 — too large to be any field's value either way, and refused by its rule."""
+    return int(text) if len(text) <= sys.get_int_max_str_digits() else float(text)
+
+
+def _json_loads(text: str) -> Any:
+    """json.loads refusing duplicate keys and documents nested deeper than MAX_JSON_DEPTH."""
+    try:
+        document = json.loads(text, object_pairs_hook=_json_object, parse_int=_json_int)
+    except _DuplicateKey as exc:
+        raise UnreadableFile("json_duplicate", name=str(exc)[:100]) from None
+    except RecursionError:  # json's C scanner gives up near 1,000 levels
+        raise UnreadableFile("json_depth", limit=MAX_JSON_DEPTH) from None
+    stack: list[tuple[Any, int]] = [(document, 1)]  # walked without recursion
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise UnreadableFile("json_depth", limit=MAX_JSON_DEPTH)
+        if isinstance(value, dict | list):
+            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return document
+
+
+# A portal record's list fields; its other fields (PORTAL_DOSSIER_FIELDS, PORTAL_PROCEDURE_FIELDS)
+# hold one value each: text, or a number read as its digits.
+_LIST_FIELDS = frozenset({"TaiLieuNop", "DanhSachLePhi", "DanhSachHoSoBoSung", "DanhSachGiayToKetQua",
+                          "DinhDanhCHS", "QuaTrinhXuLy", "LichSuMucDo"})
+_VALUE_FIELDS = frozenset(PORTAL_DOSSIER_FIELDS) | frozenset(PORTAL_PROCEDURE_FIELDS)
+
+
+def _check_record(record: Mapping[str, Any], row: int) -> None:
+    """One JSON record against the limits and the portal record's shape (UnreadableFile).
+
+    A value longer than the CSV field limit, or holding U+0000 (which no warehouse text column
+    stores), refuses the file, as in a CSV; so does an object or a list where the portal has one
+    value, or a value that is not a list where it has a list: the transform would read
+    `{"Gia": …}` as no fee at all, silently.
+    """
+    limit = csv.field_size_limit()
+    stack: list[Any] = [record]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if len(value) > limit:
+                raise UnreadableFile("field_too_large", row=row, limit=limit)
+            if "\x00" in value:
+                raise UnreadableFile("nul", row=row)
+        elif isinstance(value, dict):
+            stack.extend((*value.keys(), *value.values()))
+        elif isinstance(value, list):
+            stack.extend(value)
+    for name, value in record.items():
+        if name in _LIST_FIELDS and not isinstance(value, list) and value not in ("", None):
+            raise UnreadableFile("json_shape", detail=f"#{row} {name}: {type(value).__name__}, not a list")
+        if name in _VALUE_FIELDS and isinstance(value, dict | list):
+            raise UnreadableFile("json_shape", detail=f"#{row} {name}: {type(value).__name__}, not one value")
+
+
 def _read_json(text: str, encoding: str) -> _Read:
     try:
-        document = json.loads(text)
+        document = _json_loads(text)
         fmt = "json"
     except json.JSONDecodeError as exc:
         if exc.msg != "Extra data":
@@ -439,6 +529,7 @@ def _read_json(text: str, encoding: str) -> _Read:
     for i, record in enumerate(document, start=1):
         if not isinstance(record, dict):
             raise UnreadableFile("json_shape", detail=f"#{i}: {type(record).__name__}")
+        _check_record(record, i)
     return _Read(fmt, encoding, document, list(range(1, len(document) + 1)), document)
 
 
@@ -448,11 +539,12 @@ def _read_json_lines(text: str, encoding: str) -> _Read:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = _json_loads(line)
         except json.JSONDecodeError as exc:
             raise UnreadableFile("json", line=line_no, column=exc.colno, detail=exc.msg) from None
         if not isinstance(record, dict):
             raise UnreadableFile("json_shape", detail=f"#{line_no}: {type(record).__name__}")
+        _check_record(record, line_no)
         records.append(record)
         rows.append(line_no)
     return _Read("jsonl", encoding, records, rows, records)
@@ -527,9 +619,10 @@ def _schema_findings(data: bytes, reason: str) -> list[tuple[int | None, str, st
 def _read_csv(text: str, encoding: str, entity: str | None) -> _Read:
     from connectors.filedrop import justice_dossier
 
-    lines = text.splitlines()
-    delimiter = _delimiter(lines[0] if lines else "")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    lines = (match.group() for match in _LINE.finditer(text))  # one line copied at a time
+    first_line = text[: min((i for i in (text.find("\n"), text.find("\r")) if i >= 0), default=len(text))]
+    delimiter = _delimiter(first_line)
+    reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = next(reader)
     except (StopIteration, csv.Error):
@@ -550,9 +643,17 @@ def _read_csv(text: str, encoding: str, entity: str | None) -> _Read:
             read.raws.append(raw)
             read.rows.append(reader.line_num)
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise UnreadableFile("field_too_large", row=reader.line_num, limit=csv.field_size_limit()
+                                 ) from None
         raise UnreadableFile("csv_row", line=reader.line_num, count="?", expected=len(header)
                              ) from exc
     return read
+
+
+# A line with its end (\r\n, \r or \n, as io.StringIO(newline="") splits them), or the last one without.
+# The text is not wrapped in a StringIO: that holds a copy of four bytes a character.
+_LINE = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+$")
 
 
 def _delimiter(first_line: str) -> str:
@@ -562,18 +663,20 @@ def _delimiter(first_line: str) -> str:
 
 
 def _read_xlsx(data: bytes, entity: str | None) -> _Read:
-    from openpyxl import load_workbook
-
     from connectors.filedrop import (
         UNREADABLE_ERRORS,
+        FileRejected,
         catalogue_procedure,
         cell_value,
         justice_dossier,
+        open_workbook,
         unreadable_reason,
     )
 
-    try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    try:  # the connector's own opening: zip-bomb limits, formulas as text, no external links
+        workbook = open_workbook(io.BytesIO(data))
+    except FileRejected as exc:
+        raise UnreadableFile("xlsx_limits", detail=str(exc)) from None
     except UNREADABLE_ERRORS as exc:
         raise UnreadableFile("xlsx", detail=_one_line(str(exc)) or type(exc).__name__) from None
     except Exception as exc:  # noqa: BLE001 — openpyxl has more ways to fail on a cut file

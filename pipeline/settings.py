@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from transforms.identity import KeyChain
 from transforms.timefmt import LOCAL_TZ
 
 # Used only by `lienthong demo` (and the tests): never a default of the real pipeline.
@@ -24,6 +25,9 @@ class PipelineSettings(BaseSettings):
 
     pseudonym_key: SecretStr | None = Field(
         default=None, description="HMAC key for applicant ID numbers (required; no default)")
+    pseudonym_key_previous: SecretStr | None = Field(
+        default=None, description="the keys before pseudonym_key, oldest first, comma-separated "
+                                  "(empty until the first `lienthong keys rotate-pseudonym`)")
     chunk_size: int = Field(default=5000, ge=1,
                             description="records transformed, validated and staged at once")
     page_size: int = Field(default=500, ge=1, le=1000, description="records asked per portal page")
@@ -35,11 +39,28 @@ class PipelineSettings(BaseSettings):
                                        description="a batch quarantining more than this share fails")
     http_timeout: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
+    file_stable_seconds: float = Field(
+        default=5.0, ge=0, description="a dropped file modified less than this long ago is still being "
+                                       "written: not read this run, left in the drop folder")
+    lock_wait_seconds: float = Field(
+        default=0, ge=0, description="a sync of a stream another run is syncing waits this long for "
+                                     "it, then is refused (0: refused at once; warehouse/locks.py)")
 
-    def require_pseudonym_key(self) -> bytes:
-        """The HMAC key, or a clear error when it is not configured."""
+    def require_pseudonym_key(self) -> KeyChain:
+        """The key chain in force: LIENTHONG_PSEUDONYM_KEY_PREVIOUS (oldest first), then
+        LIENTHONG_PSEUDONYM_KEY; a clear error when the key is not configured. Messages name the
+        variables, never a key."""
         if self.pseudonym_key is None or not self.pseudonym_key.get_secret_value():
             raise MissingSetting(
                 "LIENTHONG_PSEUDONYM_KEY is not set: applicant ID numbers cannot be pseudonymised "
                 "(set a secret key; `lienthong demo` uses a development key)")
-        return self.pseudonym_key.get_secret_value().encode("utf-8")
+        previous = self.pseudonym_key_previous.get_secret_value() if self.pseudonym_key_previous else ""
+        keys = [key.strip() for key in previous.split(",")] if previous.strip() else []
+        if any(not key for key in keys):
+            raise MissingSetting("LIENTHONG_PSEUDONYM_KEY_PREVIOUS has an empty key: list the earlier "
+                                 "keys oldest first, separated by commas")
+        keys.append(self.pseudonym_key.get_secret_value())
+        if len(set(keys)) != len(keys):
+            raise MissingSetting("LIENTHONG_PSEUDONYM_KEY_PREVIOUS repeats a key, or holds "
+                                 "LIENTHONG_PSEUDONYM_KEY itself: a rotation adds a new key")
+        return KeyChain.of(keys)

@@ -20,6 +20,7 @@ from pipeline.settings import PipelineSettings
 
 if TYPE_CHECKING:
     from connectors.base import Connector, PageCallback
+    from transforms.identity import PseudonymKey
 
 # to_frames(records, key=…, first_row=…, source_system=…) → (standard frame, events frame or None)
 FrameMapper = Callable[..., "tuple[pd.DataFrame, pd.DataFrame | None]"]
@@ -35,19 +36,19 @@ class StreamPlan:
     to_frames: FrameMapper
 
 
-def _dossier_frames(records: Sequence[dict[str, Any]], *, key: bytes, first_row: int,
+def _dossier_frames(records: Sequence[dict[str, Any]], *, key: PseudonymKey, first_row: int,
                     source_system: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     from transforms.portal import dossiers_to_frames
     return dossiers_to_frames(records, key=key, first_row=first_row, source_system=source_system)
 
 
-def _procedure_frames(records: Sequence[dict[str, Any]], *, key: bytes, first_row: int,
+def _procedure_frames(records: Sequence[dict[str, Any]], *, key: PseudonymKey, first_row: int,
                       source_system: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     from transforms.portal import procedures_to_frame
     return procedures_to_frame(records, first_row=first_row, source_system=source_system), None
 
 
-def _service_stat_frames(records: Sequence[dict[str, Any]], *, key: bytes, first_row: int,
+def _service_stat_frames(records: Sequence[dict[str, Any]], *, key: PseudonymKey, first_row: int,
                          source_system: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     from transforms.service_stat import service_stats_to_frame
     return service_stats_to_frame(records, first_row=first_row), None
@@ -114,7 +115,8 @@ def _filedrop_connector(connection: ConnectionSettings, settings: PipelineSettin
     if not folder.is_dir():  # said before any batch opens: nothing to record as failed
         raise FileNotFoundError(f"file_drop: drop folder {folder} does not exist "
                                 "(connection file_drop, e.g. AIRFLOW_CONN_FILE_DROP=file:///srv/drop)")
-    return FileDropConnector(folder, chunk_size=settings.chunk_size)
+    return FileDropConnector(folder, chunk_size=settings.chunk_size,
+                             stable_seconds=settings.file_stable_seconds)
 
 
 SOURCES: dict[str, SourcePlan] = {

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -44,7 +45,8 @@ class SyncOutcome:
     watermark: datetime | None
     rule_counts: dict[str, int] = field(default_factory=dict)
     # File sources: names of the files archived (loaded) and skipped (already loaded), and
-    # "<name>: <reason>" of those rejected (moved to rejected/).
+    # "<name>: <reason>" of those rejected (moved to rejected/); "waiting", when any, those still
+    # being written (left in the drop folder for the next run).
     files: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -114,13 +116,17 @@ def _references(engine: sa.Engine, entity: str) -> dict[str, set[str]]:
 
 
 def _file_report(connector: Any, archived: list) -> dict[str, list[str]]:
-    """What a file connector did with the files: archived, skipped, rejected with reasons."""
+    """What a file connector did with the files: archived, skipped, rejected with reasons, and
+    (only when there are) those left waiting, still being written."""
     reasons = getattr(connector, "reasons", {})
-    return {
+    report = {
         "archived": [path.name.split("__", 1)[-1] for path in archived],
         "skipped": [path.name for path in connector.skipped],
         "rejected": [f"{path.name}: {reasons.get(path, 'unreadable')}" for path in connector.rejected],
     }
+    if getattr(connector, "waiting", None):
+        report["waiting"] = [path.name for path in connector.waiting]
+    return report
 
 
 def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, connection: ConnectionSettings,
@@ -133,10 +139,14 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
     """
     from quality.gate import QualityGate
     from warehouse.load import BatchWriter
+    from warehouse.locks import lock_stream
+    from warehouse.pseudonym import require_key_chain
+    from warehouse.state import batch_loaded
 
     declared = source_plan(source)
     plan = declared.streams[stream]
     key = settings.require_pseudonym_key()
+    require_key_chain(engine, key)  # a wrong key refuses here, before anything is read
     system = declared.name  # until the connector names it
 
     def on_page(stream_name: str, page: int, total_pages: int, records: int) -> None:
@@ -144,21 +154,33 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
             progress(f"{system}.{stream_name} pages", page, total_pages)
 
     connector = declared.open_connector(connection, settings, on_page)
+    if hasattr(connector, "batch_loaded"):  # a file source finishes a stopped run's archiving by it
+        connector.batch_loaded = partial(batch_loaded, engine)
     system = connector.source  # e.g. one_stop:000.00.03.H62 — state is kept per agency database
-    if declared.windowed:
-        window = window or plan_window(engine, system, stream, settings, until)
-    else:  # the source's cursor decides what is new; the window only records when the batch ran
-        # (to the microsecond: two runs within a second are two batches, never one replacing the other)
-        now = datetime.now(LOCAL_TZ)
-        window = Window(start=now, end=now)
-    batch_id = batch_id_for(system, stream, window)
-    gate = QualityGate(plan.entity, _references(engine, plan.entity))
+    # One run of a stream at a time (warehouse/locks.py): taken before the window is planned (a run
+    # that waited starts from the watermark the other left) and before the batch opens (a refused
+    # run writes nothing, not even an ops_batch row); released once the batch has ended.
+    lock = lock_stream(engine, system, stream, wait_seconds=settings.lock_wait_seconds)
+    try:
+        if declared.windowed:
+            window = window or plan_window(engine, system, stream, settings, until)
+        else:  # the source's cursor decides what is new; the window only records when the batch ran
+            # (to the microsecond: two runs within a second are two batches, never one replacing the other)
+            now = datetime.now(LOCAL_TZ)
+            window = Window(start=now, end=now)
+        batch_id = batch_id_for(system, stream, window)
+        gate = QualityGate(plan.entity, _references(engine, plan.entity))
+    except BaseException:
+        lock.release()
+        raise
     log.info("sync %s.%s batch %s window %s → %s", system, stream, batch_id,
              window.start.isoformat(), window.end.isoformat())
     rows_read = rows_bad = 0
     watermark: datetime | None = None
     rule_counts: dict[str, int] = {}
-    with connector, BatchWriter(engine, system, stream, plan.entity, window.start, window.end, batch_id) as writer:
+    with lock, connector, BatchWriter(engine, system, stream, plan.entity, window.start, window.end,
+                                      batch_id) as writer:
+        require_key_chain(engine, key, record=False)  # and a rotation committed meanwhile, here
         for records in connector.read(stream, window):
             frame, events = plan.to_frames(records, key=key, first_row=rows_read, source_system=system)
             rows_read += len(frame)
@@ -189,6 +211,8 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
             raise QualityThresholdExceeded(
                 f"{system}.{stream}: {rows_bad} of {rows_read} rows failed quality "
                 f"(over the {settings.max_quarantine_rate:.1%} threshold of LIENTHONG_MAX_QUARANTINE_RATE)")
+        if hasattr(connector, "prepare_files"):  # the files' journal names the batch, before its COMMIT
+            connector.prepare_files(batch_id)
         result = writer.commit(watermark)
         gate.finish()  # Data Docs of this batch's validations, when LIENTHONG_DATA_DOCS is on
         # Only once the batch is safely committed: acknowledge the cursor, archive the files read.

@@ -63,13 +63,14 @@ def run_sync(source: str, stream: str, connection: ConnectionSettings, *,
     return summary
 
 
-def drop_files_waiting(connection: ConnectionSettings) -> list[str]:
+def drop_files_waiting(connection: ConnectionSettings, stable_seconds: float | None = None) -> list[str]:
     """Names of the files in the drop folder that a file_drop sync would read (the sensor's poke).
 
-    Files matching the pipeline's streams' patterns (`FileDropConnector.patterns`), at the top
-    of the folder; whether one was already loaded is the sync's business (it skips it).
+    The connector's own choice (`FileDropConnector.files_ready`) for the pipeline's streams: files
+    at the top of the folder matching their patterns, except those modified less than
+    `stable_seconds` ago (default LIENTHONG_FILE_STABLE_SECONDS), still being written; whether one
+    was already loaded is the sync's business (it skips it).
     """
-    from fnmatch import fnmatch
     from pathlib import Path
 
     from connectors.filedrop import FileDropConnector
@@ -78,9 +79,9 @@ def drop_files_waiting(connection: ConnectionSettings) -> list[str]:
     folder = Path(connection.local_path)
     if not folder.is_dir():
         raise FileNotFoundError(f"file_drop: drop folder {folder} does not exist")
-    patterns = [p for stream in SOURCES["file_drop"].streams for p in FileDropConnector.patterns[stream]]
-    return sorted(path.name for path in folder.iterdir()
-                  if path.is_file() and any(fnmatch(path.name.lower(), p) for p in patterns))
+    seconds = PipelineSettings().file_stable_seconds if stable_seconds is None else stable_seconds
+    connector = FileDropConnector(folder, stable_seconds=seconds)
+    return sorted({path.name for stream in SOURCES["file_drop"].streams for path in connector.files_ready(stream)})
 
 
 def onestop_connection_ids() -> list[str]:

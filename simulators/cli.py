@@ -7,9 +7,12 @@ from collections.abc import Callable
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from simulators.demo import run_demo
+    from pathlib import Path
 
-    return run_demo(seed=args.seed, filler_dossiers=args.filler_dossiers, use_airflow=not args.no_airflow)
+    from simulators.demo import VAR, run_demo
+
+    return run_demo(seed=args.seed, filler_dossiers=args.filler_dossiers, use_airflow=not args.no_airflow,
+                    var_dir=Path(args.var_dir).resolve() if args.var_dir else VAR)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -59,6 +62,8 @@ def add_commands(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
                       help="dossiers of the procedures outside the article's figures")
     demo.add_argument("--no-airflow", action="store_true",
                       help="run the same pipeline functions without Airflow (faster)")
+    demo.add_argument("--var-dir", help="where the province, logs and Airflow's home go (default: var/ "
+                                        "of the repository); the warehouse is WAREHOUSE_URL's")
     demo.set_defaults(func=cmd_demo)
 
     sim = add_parser("simulate", help="the simulated province")

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -38,11 +39,11 @@ def _say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def source_uris(sources_dir: Path, portal_url: str, lgsp_url: str) -> dict[str, str]:
+def source_uris(sources_dir: Path, portal_url: str, lgsp_url: str, portal_password: str = "demo") -> dict[str, str]:
     """Connection id → URI of every simulated source (`AIRFLOW_CONN_<ID>` values)."""
     onestop = sources_dir / "onestop"
     return {
-        "national_portal": portal_url.replace("http://", "http://demo:demo@", 1),
+        "national_portal": portal_url.replace("http://", f"http://demo:{quote(portal_password, safe='')}@", 1),
         "onestop_doj": f"sqlite:///{onestop / 'doj.sqlite'}?mapping=onestop_variant_a",
         "onestop_dpi": f"sqlite:///{onestop / 'dpi.sqlite'}?mapping=onestop_variant_b",
         "lgsp": lgsp_url,
@@ -88,6 +89,8 @@ def _airflow_env(uris: dict[str, str], warehouse: str, var_dir: Path) -> dict[st
         "WAREHOUSE_URL": warehouse,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "GX_ANALYTICS_ENABLED": "false",
+        # the demo wrote its drop files itself, complete: no wait for them to settle
+        "LIENTHONG_FILE_STABLE_SECONDS": os.environ.get("LIENTHONG_FILE_STABLE_SECONDS", "0"),
     })
     env.update({f"AIRFLOW_CONN_{conn_id.upper()}": uri for conn_id, uri in uris.items()})
     return env
@@ -158,10 +161,12 @@ def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: boo
     _say(f"warehouse: {shown} — migrating")
     upgrade(warehouse)
 
-    with (PortalSimulator(data_dir=sources_dir / "portal", username="demo", password="demo") as portal,
+    # The simulated portal's password: LIENTHONG_DEMO_PORTAL_PASSWORD, "demo" when unset.
+    password = os.environ.get("LIENTHONG_DEMO_PORTAL_PASSWORD") or "demo"
+    with (PortalSimulator(data_dir=sources_dir / "portal", username="demo", password=password) as portal,
           LgspSimulator(lgsp_messages(sources_dir)) as lgsp):
         _say(f"national portal simulator on {portal.url}, LGSP simulator on {lgsp.url}")
-        uris = source_uris(sources_dir, portal.url, lgsp.url)
+        uris = source_uris(sources_dir, portal.url, lgsp.url, password)
         if use_airflow:
             env = _airflow_env(uris, warehouse, var_dir)
             logs = var_dir / "logs"
@@ -185,7 +190,8 @@ def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: boo
 
             engine = create_engine(warehouse)
             try:
-                for outcome in sync_all_sources(uris, engine, PipelineSettings(),
+                # the demo wrote its drop files itself, complete: no wait for them to settle
+                for outcome in sync_all_sources(uris, engine, PipelineSettings(file_stable_seconds=0),
                                                 parse_window(DEMO_WINDOW["start"], DEMO_WINDOW["end"])):
                     _say(f"  {outcome.summary()}")
             finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import json
 import re
 import secrets
@@ -18,6 +19,7 @@ from typing import Any, TypeGuard
 import standards
 from simulators.generator import load_records
 from simulators.loopback import LoopbackHandler, LoopbackServer, serve_until_interrupted
+from transforms.timefmt import LOCAL_TZ, format_portal_time
 
 __all__ = ["FAULTS", "PortalSimulator", "main"]
 
@@ -34,7 +36,22 @@ FAULTS = (
     "http_429",
     "expired_session",
     "slow",
+    "move",
+    "move_within",
+    "insert",
+    "short",
+    "drip",
 )
+# "drip": the answer's headers, then one byte of its body every DRIP_SECONDS, for as long as the
+# client listens (a server that never finishes: only a total deadline ends the call).
+DRIP_SECONDS = 0.2
+# Faults that change what a listing call serves, not how it is sent (the answer is a normal one):
+# before answering, "move" updates the first record of the window asked (its NgayCapNhat becomes
+# now: it sorts last, or leaves a window that ends earlier), "move_within" moves it to the window's
+# end (`denngay`, so it stays in the window), "insert" adds a record at the window's start (the
+# total grows); "short" serves the page without its last record, `tongso` unchanged.
+# A record moved or inserted early in the order shifts every later one, as on the real portal.
+ANSWER_FAULTS = ("slow", "move", "move_within", "insert", "short")
 EXPIRED = {"error_code": "401", "message": "Phiên làm việc đã hết hạn"}
 BAD_LOGIN = {"error_code": 1, "message": "Sai tên đăng nhập hoặc mật khẩu"}
 # Push services (INTERFACES §14): the province sends dossiers and their processing steps.
@@ -84,16 +101,44 @@ class _Listing:
 
     def __init__(self, records: Iterable[dict[str, Any]], key: str, agency_field: str) -> None:
         rows = list(records)
-        order = sorted(
-            range(len(rows)),
-            key=lambda i: (str(rows[i].get("NgayCapNhat", "")), str(rows[i].get(key, "")), i),
+        self.key = key
+        self.agency_field = agency_field
+        self.order = sorted(
+            (str(row.get("NgayCapNhat", "")), str(row.get(key, "")), i) for i, row in enumerate(rows)
         )
-        self.updated = [str(rows[i].get("NgayCapNhat", "")) for i in order]
-        self.agencies = [str(rows[i].get(agency_field, "")) for i in order]
-        self.encoded = [json.dumps(rows[i], ensure_ascii=False) for i in order]
+        self.updated = [updated for updated, _, _ in self.order]
+        self.agencies = [str(rows[i].get(agency_field, "")) for _, _, i in self.order]
+        self.encoded = [json.dumps(rows[i], ensure_ascii=False) for _, _, i in self.order]
+        self._served = len(rows)
 
     def __len__(self) -> int:
         return len(self.encoded)
+
+    def record(self, position: int) -> dict[str, Any]:
+        return json.loads(self.encoded[position])
+
+    def put(self, record: dict[str, Any], replacing: int | None = None) -> None:
+        """Place `record` in serving order (served last among equals); take out `replacing` first."""
+        if replacing is not None:
+            for column in (self.order, self.updated, self.agencies, self.encoded):
+                del column[replacing]
+        place = (str(record.get("NgayCapNhat", "")), str(record.get(self.key, "")), self._served)
+        self._served += 1
+        at = bisect.bisect_right(self.order, place)
+        self.order.insert(at, place)
+        self.updated.insert(at, place[0])
+        self.agencies.insert(at, str(record.get(self.agency_field, "")))
+        self.encoded.insert(at, json.dumps(record, ensure_ascii=False))
+
+    def fresh_key(self, like: str) -> str:
+        """A key no record has, shaped as `like` (a dossier code: its sequence replaced)."""
+        taken = {key for _, key, _ in self.order}
+        prefix, _, sequence = like.rpartition("-")
+        for n in range(1, len(taken) + 2):
+            key = f"{prefix}-9{n:05d}" if prefix and sequence.isdigit() else f"{like}-{n}"
+            if key not in taken:
+                return key
+        raise AssertionError("unreachable: more candidates than keys")
 
     def select(
         self, since: str | None, until: str | None, agencies: frozenset[str] | None
@@ -213,8 +258,8 @@ class PortalSimulator(LoopbackServer):
                 return False
             return True
 
-    def answer(self, body: Any) -> str:
-        """The JSON text answering one /api call (faults aside)."""
+    def answer(self, body: Any, fault: str | None = None) -> str:
+        """The JSON text answering one /api call; `fault` one of ANSWER_FAULTS, or None."""
         if not isinstance(body, dict):
             return _json({"error_code": "02", "message": "Yêu cầu không phải đối tượng JSON"})
         if not self.session_valid(body.get("session")):
@@ -235,11 +280,36 @@ class PortalSimulator(LoopbackServer):
                 raise _ParameterError("tungay sau denngay")
         except _ParameterError as exc:
             return _json({"error_code": "02", "message": f"Tham số không hợp lệ: {exc}"})
-        positions = listing.select(since, until, agencies)
-        chunk = positions[(page - 1) * size : page * size]
+        with self._lock:  # a fault may change the listing: select and encode one state of it
+            if fault in ("move", "move_within", "insert"):
+                self._change(listing, fault, listing.select(since, until, agencies), until)
+            positions = listing.select(since, until, agencies)
+            chunk = positions[(page - 1) * size : page * size]
+            if fault == "short":
+                chunk = chunk[:-1]
+            result = ",".join(listing.encoded[i] for i in chunk)
         head = _json({"error_code": "00", "tongso": len(positions), "trang": page, "sodong": size})
-        result = ",".join(listing.encoded[i] for i in chunk)
         return f'{head[:-1]}, "result": [{result}]}}'
+
+    def listed(self, service: str = "LayDanhSachHoSo") -> list[dict[str, Any]]:
+        """The records `service` now lists, in serving order (after any move or insert fault)."""
+        listing = self._listings[service]
+        with self._lock:
+            return [listing.record(i) for i in range(len(listing))]
+
+    @staticmethod
+    def _change(listing: _Listing, fault: str, window: list[int], until: str | None) -> None:
+        """What a record of the window's first page undergoes while a client pages (ANSWER_FAULTS)."""
+        if not window:
+            return
+        first = window[0]
+        record = listing.record(first)
+        if fault == "insert":  # a new record, updated when the window's first one was: it sorts early
+            listing.put(dict(record, **{listing.key: listing.fresh_key(str(record.get(listing.key, "")))}))
+            return
+        now = format_portal_time(datetime.now(LOCAL_TZ))
+        record["NgayCapNhat"] = until if fault == "move_within" and until else now
+        listing.put(record, replacing=first)
 
     def _push(self, service: str, body: dict[str, Any]) -> dict[str, Any]:
         """Judge every record of a push on its own; keep the accepted ones (INTERFACES §14)."""
@@ -431,10 +501,10 @@ class _Handler(LoopbackHandler):
             self._send(200, _json(simulator.login(body)))
         elif self.path == "/api":
             fault = simulator.record_call(body)
-            if fault is None or fault == "slow":
+            if fault is None or fault in ANSWER_FAULTS:
                 if fault == "slow":
                     time.sleep(SLOW_SECONDS)
-                self._send(200, simulator.answer(body))
+                self._send(200, simulator.answer(body, fault))
             else:
                 self._send_fault(fault)
         else:
@@ -449,7 +519,9 @@ class _Handler(LoopbackHandler):
             return None
 
     def _send_fault(self, fault: str) -> None:
-        if fault == "malformed_json":
+        if fault == "drip":
+            self._drip()
+        elif fault == "malformed_json":
             self._send(200, '{"error_code": "00", "result": [')
         elif fault == "html_error":
             self._send(502, NGINX_502, "text/html")
@@ -468,6 +540,20 @@ class _Handler(LoopbackHandler):
         elif fault == "expired_session":
             self.server.simulator.expire_sessions()
             self._send(200, _json(EXPIRED))
+
+    def _drip(self) -> None:
+        """Headers of a 1 MB JSON answer, then a byte now and then, until the client goes."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        try:
+            for byte in itertools.cycle(b' {"error_code": "00", "result": [] '):
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(DRIP_SECONDS)
+        except OSError:  # the client cut the call: what a deadline does
+            self.close_connection = True
 
     def _send(
         self,

@@ -19,6 +19,9 @@ atexit.register(shutil.rmtree, _AIRFLOW_HOME, True)
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# Tests write their drop files a moment before syncing them: no wait for a file to settle (a
+# test of the wait sets it itself).
+os.environ.setdefault("LIENTHONG_FILE_STABLE_SECONDS", "0")
 
 # The province fixtures (a generated province behind a portal simulator) for every test folder.
 pytest_plugins = ["tests.province"]

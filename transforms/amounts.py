@@ -19,6 +19,9 @@ _AMOUNT = re.compile(
     r"(?:(?P<mark>[.,])(?P<decimals>[0-9]{1,2}))?"
 )
 _NOT_DIGIT = re.compile(r"[^0-9]")
+# The largest amount read: a million billion đồng, beyond any fee. A larger number (10^400, a
+# digit string pasted twice) is not an amount, and a float could not hold it.
+MAX_DONG = 10**15
 
 
 def amount_to_dong(value: object) -> tuple[int | None, bool]:
@@ -31,17 +34,18 @@ def amount_to_dong(value: object) -> tuple[int | None, bool]:
     database column) is taken as is. Anything else is not guessed — (None, False), which the
     transform reports as `fee.valid_amount`: a fraction of a đồng ("1,5", "1.234,5", 12.5; the
     đồng has no subunit), wrong grouping ("12.34.567", "1234.567", "0.500"), mixed separators
-    ("1,234.567"), words or other currencies. A negative amount is read ("-50.000" → -50 000):
-    the quality gate's `fee.minimum` refuses it.
+    ("1,234.567"), words or other currencies, and amounts beyond ±MAX_DONG (10^400, 1e300). A
+    negative amount is read ("-50.000" → -50 000): the quality gate's `fee.minimum` refuses it.
     """
     if value is None:
         return None, True
     if isinstance(value, bool):
         return None, False
     if isinstance(value, numbers.Integral):
-        return int(value), True
+        return _bounded(int(value))
     if isinstance(value, float | Decimal):
-        return _whole(value)
+        amount, ok = _whole(value)
+        return _bounded(amount) if ok and amount is not None else (amount, ok)
     if not isinstance(value, str):
         return None, False
     text = unicodedata.normalize("NFC", value).strip()
@@ -52,8 +56,16 @@ def amount_to_dong(value: object) -> tuple[int | None, bool]:
         return None, False
     if match["decimals"] and match["decimals"].strip("0"):
         return None, False  # a fraction of a đồng is not an amount of đồng
-    amount = int(_NOT_DIGIT.sub("", match["whole"]))
-    return (-amount if match["sign"] else amount), True
+    digits = _NOT_DIGIT.sub("", match["whole"]).lstrip("0") or "0"
+    if len(digits) > len(str(MAX_DONG)):  # not turned into an int: Python refuses 4,300+ digits
+        return None, False
+    amount = int(digits)
+    return _bounded(-amount if match["sign"] else amount)
+
+
+def _bounded(amount: int) -> tuple[int | None, bool]:
+    """An amount within ±MAX_DONG → (amount, True); a larger one is refused (None, False)."""
+    return (amount, True) if abs(amount) <= MAX_DONG else (None, False)
 
 
 def _whole(value: float | Decimal) -> tuple[int | None, bool]:

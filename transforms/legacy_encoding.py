@@ -24,9 +24,16 @@ the 67 TCVN3 lower-case + 7 upper-case base entries was compared with the indepe
 ``vni.h`` and ``tcvn.h`` of xvnkb (github.com/lamdao/xvnkb, Dao Hai Lam, 2002) — all agree; the
 TCVN3 table also agrees with viparse's ``normalize/tcvn3.py``.
 
-Strictness: a byte that is not ASCII and not a letter of the encoding raises
-``LegacyEncodingError`` naming its offset. Files whose fonts put cp1252 punctuation (smart quotes)
-in 0x80–0x9F therefore fail loudly instead of converting to something unchecked.
+Stray Windows-1252 punctuation: Word and Excel on a Windows machine insert cp1252 punctuation
+(smart quotes, dashes, the ellipsis, the bullet, €) into text typed in a TCVN3 or VNI font, as its
+cp1252 bytes 0x80–0x9F. No letter of either encoding is in that range, so those bytes
+(``CP1252_PUNCTUATION``: ``“ ” ‘ ’ ‚ „ – — … • † ‡ ‰ ‹ › € ™``) decode to the Unicode character they
+are in cp1252 and encode back to it; a name or summary keeps its quotes, and a code holding an en
+dash fails its pattern in the quality gate (the row is quarantined, not the file refused).
+
+Strictness: any other byte that is not ASCII and not a letter of the encoding (0x81, the cp1252
+letters Š Œ Ž ƒ …, VNI's 0xA0–0xBF) raises ``LegacyEncodingError`` naming its offset: it means the
+wrong encoding or a damaged file, and is never converted to something unchecked.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["ENCODINGS", "LegacyEncodingError", "decode_legacy", "detect_legacy_encoding", "encode_legacy"]
+__all__ = ["CP1252_PUNCTUATION", "ENCODINGS", "LegacyEncodingError", "decode_legacy", "detect_legacy_encoding",
+           "encode_legacy"]
 
 ENCODINGS = ("tcvn3", "vni", "cp1258", "utf-8")
 
@@ -81,7 +89,18 @@ def _build_vni() -> dict[str, bytes]:
     return table
 
 
-_ENCODE: dict[str, dict[str, bytes]] = {"tcvn3": _build_tcvn3(), "vni": _build_vni()}
+# cp1252's punctuation in 0x80–0x9F (not its letters Š Œ Ž ƒ š œ ž Ÿ, nor ˆ ˜): what a Windows
+# program inserts into TCVN3/VNI text. Same bytes in both encodings, where no letter lives.
+CP1252_PUNCTUATION: dict[bytes, str] = {
+    bytes([code]): bytes([code]).decode("cp1252")
+    for code in (0x80, 0x82, 0x84, 0x85, 0x86, 0x87, 0x89, 0x8B, 0x91, 0x92, 0x93, 0x94, 0x95, 0x96,
+                 0x97, 0x99, 0x9B)
+}
+
+_ENCODE: dict[str, dict[str, bytes]] = {
+    name: {**{char: code for code, char in CP1252_PUNCTUATION.items()}, **table}
+    for name, table in (("tcvn3", _build_tcvn3()), ("vni", _build_vni()))
+}
 _DECODE: dict[str, dict[bytes, str]] = {
     name: {code: letter for letter, code in table.items()} for name, table in _ENCODE.items()
 }
@@ -175,7 +194,7 @@ def _encode_cp1258(char: str, pos: int) -> bytes:
 _VIETNAMESE_LETTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzđ" + _TONED.replace(" ", "") + "ABCDEFGHIJKLMNOPQRSTUVWXYZĐ" + _TONED.upper()
 )
-_WORD = re.compile(r"[^\s\d.,;:!?()\[\]\"'/\\\-–—]+")
+_WORD = re.compile(r"[^\s\d.,;:!?()\[\]\"'/\\\-–—“”‘’‚„…•‹›«»]+")
 # Vowel nuclei of Vietnamese syllables (tone removed): those that can end a syllable, and those
 # that can take a final consonant. Checking the nucleus, not just "one to three vowels", is what
 # tells a right decoding from a wrong one on short texts: VNI read as TCVN3 gives "hoaứng".
@@ -189,6 +208,10 @@ _SYLLABLE = re.compile(
     r"(?:ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|[bcdđghklmnprstvx])?"
     rf"(?:(?:{_OPEN_NUCLEI})|(?:{_CLOSED_NUCLEI})(?P<coda>ch|ng|nh|[cmnpt]))"
 )
+
+
+# A well-formed multi-byte UTF-8 sequence (legacy text almost never forms one by chance).
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
 def _is_syllable(word: str) -> bool:
@@ -224,6 +247,9 @@ def detect_legacy_encoding(data: bytes) -> str:
     and only sắc/nặng before p t c ch; share of letters in the Vietnamese alphabet), and the best
     score wins; ties go to TCVN3, then VNI, then cp1258 (a fixed, arbitrary order). A whole file
     decides reliably; a few words may not (cp1258 "Lê Văn An" is also valid TCVN3, "Lờ Vón An").
+    Bytes that are mostly UTF-8 — at least 8 valid multi-byte sequences, and at least 4 for each
+    invalid byte — are UTF-8 with damage: "utf-8" is returned, so that decoding fails at the bad
+    byte instead of reading the whole text in a legacy table (which would succeed, garbled).
     Raises ``LegacyEncodingError`` if no candidate decodes.
     """
     try:
@@ -231,6 +257,10 @@ def detect_legacy_encoding(data: bytes) -> str:
         return "utf-8"
     except UnicodeDecodeError:
         pass
+    valid = len(_UTF8_SEQUENCE.findall(data))
+    invalid = data.decode("utf-8", errors="replace").count("\ufffd") - data.count("\ufffd".encode())
+    if valid >= 8 and valid >= 4 * invalid:
+        return "utf-8"
     best: tuple[tuple[float, float], str] | None = None
     for encoding in ("tcvn3", "vni", "cp1258"):
         try:

@@ -9,13 +9,18 @@ from typing import Any
 import pandas as pd
 
 REPORT_COUNTS = ("received", "online", "on_time", "late", "pending")
+# The largest count stored: fact_service_stat's counts are INTEGER (32 bits on PostgreSQL). No
+# commune receives two billion dossiers a month; a larger cell (10^30, a pasted digit string)
+# is no count, and as one it would fail the whole batch at the load instead of its row.
+MAX_COUNT = 2**31 - 1
 
 
 def service_stats_to_frame(records: Iterable[Mapping[str, Any]], *, first_row: int = 0) -> pd.DataFrame:
     """Commune report rows (FileDropConnector `service_stat` records) → standard service_stat frame.
 
-    Counts become nullable Int64; a count that is not a whole number (text, a fraction) is left
-    empty and reported `<column>.valid_integer`, so the row is quarantined with its cell as read.
+    Counts become nullable Int64; a count that is not a whole number (text, a fraction, a formula
+    read as its text) or is beyond ±MAX_COUNT is left empty and reported `<column>.valid_integer`,
+    so the row is quarantined with its cell as read.
     """
     rows = []
     for i, record in enumerate(records):
@@ -29,7 +34,7 @@ def service_stats_to_frame(records: Iterable[Mapping[str, Any]], *, first_row: i
             value = record.get(column)
             if value is None or value == "":
                 row[column] = None
-            elif isinstance(value, int) and not isinstance(value, bool):
+            elif isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_COUNT:
                 row[column] = value
             else:
                 row[column] = None

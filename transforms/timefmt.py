@@ -7,6 +7,9 @@ from zoneinfo import ZoneInfo
 
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 PORTAL_FORMAT = "%Y%m%d%H%M%S"
+# The years a source time may fall in. Beyond them a time is a placeholder ("00010101…",
+# "9999…" for "never") or a typo, and pandas' nanosecond times (1677–2262) could not hold it.
+MIN_YEAR, MAX_YEAR = 1900, 2199
 
 
 class InvalidTime(ValueError):
@@ -16,7 +19,8 @@ class InvalidTime(ValueError):
 def parse_portal_time(value: object) -> datetime | None:
     """`yyyyMMddHHmmss` in local time (no offset written) → aware datetime; `""` → None.
 
-    Raises InvalidTime for text that is not 14 digits or not a real calendar time (Feb 30).
+    Raises InvalidTime for text that is not 14 digits, not a real calendar time (Feb 30), or
+    outside the years MIN_YEAR–MAX_YEAR (years 0001 and 9999 are placeholders, not times).
     """
     if value is None:
         return None
@@ -25,6 +29,8 @@ def parse_portal_time(value: object) -> datetime | None:
         return None
     if len(text) != 14 or not text.isdigit():
         raise InvalidTime(f"{text!r} is not yyyyMMddHHmmss")
+    if not MIN_YEAR <= int(text[0:4]) <= MAX_YEAR:
+        raise InvalidTime(f"{text!r} is outside the years {MIN_YEAR}–{MAX_YEAR}")
     try:
         # fields by position: ~20x faster than strptime, which dominated the transform
         return datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
@@ -18,17 +19,26 @@ from sqlalchemy.engine import URL, make_url
 
 import standards
 from warehouse.history import record_agency_history
+from warehouse.locks import lock_key
 from warehouse.schema import CODELIST_TABLES, dim_agency_version, dim_dossier_status
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 ALEMBIC_INI = PACKAGE_DIR / "alembic.ini"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+# How long a SQLite writer waits for the write lock. A batch holds it from its opening to its
+# commit (warehouse/load.py), so a batch of another stream waits for a whole batch: minutes, not
+# seconds, or two streams synced at once on one file end in "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 600_000
 
 # Execution option a writer sets on its connection so SQLite takes the write lock at BEGIN
 # (BEGIN IMMEDIATE): two writers then queue on the busy timeout instead of deadlocking when
 # both try to upgrade a read lock. PostgreSQL ignores it.
 WRITE_LOCK_OPTION = "warehouse_write_lock"
+
+# Concurrent upgrades run one after the other: in a process (Alembic's context is one per
+# process), and on PostgreSQL across processes, behind this transaction-level advisory lock.
+_UPGRADING = threading.Lock()
+UPGRADE_LOCK_KEY = lock_key("warehouse upgrade")
 
 
 def warehouse_url() -> str:
@@ -73,7 +83,11 @@ def _configure_sqlite(engine: sa.Engine, *, in_memory: bool) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         if not in_memory:
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough with WAL, much faster
+            # FULL: a commit is on disk before it returns, power cut or not. The pipeline acknowledges
+            # the LGSP cursor and archives drop files after its commits, so a commit that a power cut
+            # could undo (NORMAL) would lose what the source no longer serves. A batch is one
+            # transaction: one fsync more per batch.
+            cursor.execute("PRAGMA synchronous = FULL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -110,18 +124,33 @@ def alembic_config() -> Config:
 def upgrade(target: str | URL | sa.Engine | None = None, revision: str = "head") -> None:
     """Migrate the warehouse to `revision` and upsert the code-list dimensions, in one transaction.
 
-    Idempotent: a second call changes nothing.
+    Idempotent: a second call changes nothing and writes nothing, so it does not wait for a batch
+    another run holds open (which on SQLite holds the write lock). Upgrades at once run in turn.
     """
     engine = target if isinstance(target, sa.Engine) else create_engine(target)
     try:
-        with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-            seed_dimensions(connection)
+        with _UPGRADING:
+            try:
+                _upgrade(engine, revision)
+            except sa.exc.OperationalError as exc:
+                if engine.dialect.name != "sqlite" or "database is locked" not in str(exc.orig):
+                    raise
+                # Something to write while another writer holds the lock, which a transaction that
+                # has read cannot wait for: again, taking the lock at BEGIN (waits: busy timeout).
+                _upgrade(engine.execution_options(**{WRITE_LOCK_OPTION: True}), revision)
     finally:
         if engine is not target:
             engine.dispose()
+
+
+def _upgrade(engine: sa.Engine, revision: str) -> None:
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(UPGRADE_LOCK_KEY)))
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+        seed_dimensions(connection)
 
 
 def seed_dimensions(connection: sa.Connection, *, today: date | None = None) -> None:
@@ -145,13 +174,23 @@ def seed_dimensions(connection: sa.Connection, *, today: date | None = None) -> 
 
 def upsert_rows(connection: sa.Connection, table: sa.Table,
                 rows: Iterable[Mapping[str, Any]]) -> None:
-    """INSERT … ON CONFLICT (primary key) DO UPDATE, only where a value differs."""
+    """INSERT … ON CONFLICT (primary key) DO UPDATE of the rows that are new or differ.
+
+    Rows already stored as given are not written at all: on SQLite any write waits for the write
+    lock, which a running batch holds.
+    """
     rows = list(rows)
     if not rows:
         return
     key = [c.name for c in table.primary_key.columns]
-    stmt = insert_for(connection)(table)
     others = [c.name for c in table.columns if c.name not in key and c.name in rows[0]]
+    stored = {tuple(row[:len(key)]): tuple(row[len(key):])
+              for row in connection.execute(sa.select(*(table.c[name] for name in [*key, *others])))}
+    rows = [row for row in rows
+            if stored.get(tuple(row[name] for name in key)) != tuple(row[name] for name in others)]
+    if not rows:
+        return
+    stmt = insert_for(connection)(table)
     if others:
         stmt = stmt.on_conflict_do_update(
             index_elements=key,

@@ -146,8 +146,11 @@ class BatchWriter:
         if self._state != "new":
             raise RuntimeError("a BatchWriter runs one batch once")
         self._started_at = _utcnow()
-        # Visible at once, in its own transaction, so a running batch shows in ops_batch.
-        with self.engine.begin() as conn:
+        # Visible at once, in its own transaction, so a running batch shows in ops_batch. It reads
+        # before it writes: on SQLite it takes the write lock at BEGIN, to wait for another
+        # stream's batch (busy timeout) instead of failing on "database is locked".
+        with self.engine.execution_options(**{WRITE_LOCK_OPTION: True}).begin() as conn:
+            self._abandon_running(conn)
             self._write_manifest(conn, status="running")
         self._conn = self.engine.connect()
         self._conn.execution_options(**{WRITE_LOCK_OPTION: True})
@@ -475,6 +478,28 @@ class BatchWriter:
         conn.execute(sa.insert(dim_procedure_level).from_select(
             ["procedure_code", "valid_from", "valid_to", "online_level", "decree42_level",
              "is_current", "batch_id"], select))
+
+    def _abandon_running(self, conn: sa.Connection) -> None:
+        """Record as failed the other batches of this stream still `running`: their runs died.
+
+        A run killed outright (SIGKILL, the OOM killer, a lost host) never gets to record its
+        batch as failed, so its row would say `running` for ever. A new batch of the stream is
+        opened under the stream's lock (warehouse/locks.py, taken by pipeline.sync.sync_stream,
+        released by the kernel or the server when its holder dies), so no other batch of the
+        stream can still be running: such a row is a dead run's. (A re-run of the same batch id
+        replaces its row anyway.)
+        """
+        stale = sa.and_(ops_batch.c.source == self.source, ops_batch.c.stream == self.stream,
+                        ops_batch.c.status == "running", ops_batch.c.batch_id != self.batch_id)
+        abandoned = conn.execute(sa.select(ops_batch.c.batch_id).where(stale)).scalars().all()
+        if not abandoned:
+            return
+        conn.execute(sa.update(ops_batch).where(stale).values(
+            status="failed", finished_at=self._started_at,
+            error=(f"abandoned: still running when batch {self.batch_id} of the stream started "
+                   "(its run ended without recording how: killed?)")))
+        log.warning("%s/%s: batch(es) %s left running by a run that died, recorded as failed",
+                    self.source, self.stream, ", ".join(abandoned))
 
     def _write_manifest(self, conn: sa.Connection, *, status: str,
                         result: BatchResult | None = None, error: str | None = None,

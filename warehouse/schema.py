@@ -637,3 +637,27 @@ ops_package_dossier = sa.Table(
               comment="Gói đã mang bản này / Package that carried it"),
     comment="The version of each dossier last delivered to each receiver: only a changed one is sent again",
 )
+
+# ── citizens' data: the pseudonym key chain in force (warehouse/pseudonym.py, migration 0008) ───
+
+ops_pseudonym_key = sa.Table(
+    "ops_pseudonym_key", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True,
+              comment="Thứ tự ghi nhận (dòng lớn nhất là chuỗi khóa hiện hành) / Order recorded (the greatest "
+                      "is the key chain in force)"),
+    sa.Column("fingerprint", sa.String(16), nullable=False,
+              comment=("Dấu vân tay của chuỗi khóa: HMAC của một hằng số, không phải khóa / Fingerprint of the "
+                       "key chain: its HMAC of a constant, not a key")),
+    sa.Column("key_count", sa.SmallInteger, nullable=False,
+              comment="Số khóa của chuỗi / Keys in the chain"),
+    sa.Column("previous_fingerprint", sa.String(16),
+              comment=("Chuỗi khóa trước lần xoay khóa này (trống = ghi nhận lần đầu) / Chain before this "
+                       "rotation (empty = first recorded)")),
+    sa.Column("rekeyed", sa.Text,
+              comment=("Số giá trị đã băm lại theo cột (JSON) / Values re-keyed per column (JSON)")),
+    sa.Column("recorded_at", UtcDateTime, nullable=False,
+              comment="Thời điểm ghi nhận (UTC) / Time recorded (UTC)"),
+    sa.UniqueConstraint("fingerprint"),
+    comment="Chuỗi khóa HMAC mà các mã băm số định danh người nộp trong kho đang dùng, và các lần xoay khóa / The "
+            "pseudonym key chain the warehouse's applicant pseudonyms are under, and its rotations",
+)

@@ -19,6 +19,13 @@ def get_watermark(engine: sa.Engine | sa.Connection, source: str, stream: str) -
         return conn.execute(query).scalar_one_or_none()
 
 
+def batch_loaded(engine: sa.Engine | sa.Connection, batch_id: str) -> bool:
+    """Whether `batch_id` is recorded `loaded` (committed whole) in ops_batch."""
+    query = sa.select(ops_batch.c.status).where(ops_batch.c.batch_id == batch_id)
+    with connection_of(engine) as conn:
+        return conn.execute(query).scalar_one_or_none() == "loaded"
+
+
 def list_batches(engine: sa.Engine | sa.Connection, limit: int = 20, *, source: str | None = None,
                  stream: str | None = None) -> list[dict[str, Any]]:
     """The latest batches (newest first), each as a dict of its ops_batch columns."""

@@ -43,6 +43,24 @@ def test_portal_faults_end_in_one_clear_line(cli_env, capsys, faults, words):
     assert "national_portal" in line
 
 
+def test_a_portal_that_drips_its_answer_is_cut_at_the_total_deadline(cli_env, capsys, sqlite_url):
+    """LIENTHONG_HTTP_TIMEOUT bounds the whole call, not each read: a byte every 0.2 s never ends
+    a per-read timeout of 2 s, the total deadline does; the batch fails, nothing of it loaded."""
+    import time
+
+    from tests.province import query_rows
+
+    cli_env.inject("drip", "drip")  # the first try and its one retry
+    started = time.monotonic()
+    assert main(["sync", "national-portal", "--stream", "procedures"]) == 1
+    seconds = time.monotonic() - started
+    line = _one_error_line(capsys)
+    assert "national_portal" in line and "no complete answer within 2 s" in line, line
+    assert seconds < 30, seconds  # two calls of 2 s, the backoff between them, the start-up
+    assert query_rows(sqlite_url, "SELECT status FROM ops_batch") == [("failed",)]
+    assert query_rows(sqlite_url, "SELECT count(*) FROM dim_procedure") == [(0,)]
+
+
 def test_sync_then_report_json(cli_env, capsys):
     assert main(["sync", "national-portal", "--stream", "procedures"]) == 0
     window = ["--start", "2017-06-01", "--end", "2017-09-01"]

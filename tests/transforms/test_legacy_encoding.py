@@ -130,7 +130,8 @@ def test_round_trip_of_the_whole_golden_text(encoding):
 @pytest.mark.parametrize(
     ("data", "encoding", "offset"),
     [
-        (b"Ph\x80\xad\xeang", "tcvn3", 2),  # 0x80 is no letter in ABC
+        (b"Ph\x81\xad\xeang", "tcvn3", 2),  # 0x81 is no letter in ABC, nothing in cp1252
+        (b"Ph\x8a\xad\xeang", "tcvn3", 2),  # 0x8A is cp1252's Š: a letter, never mapped
         (b"Nguye\xe3n \xb0", "vni", 8),
         (b"Nguy\xe1\xbb", "utf-8", 4),
         (b"Vi\x81t", "cp1258", 2),
@@ -139,6 +140,17 @@ def test_round_trip_of_the_whole_golden_text(encoding):
 def test_undecodable_byte_is_an_error_naming_its_offset(data, encoding, offset):
     with pytest.raises(LegacyEncodingError, match=f"offset {offset}\\b"):
         decode_legacy(data, encoding)
+
+
+@pytest.mark.parametrize("encoding", ["tcvn3", "vni"])
+@pytest.mark.parametrize(("byte", "char"), [(b"\x93", "“"), (b"\x94", "”"), (b"\x91", "‘"), (b"\x92", "’"),
+                                           (b"\x85", "…"), (b"\x96", "–"), (b"\x97", "—"), (b"\x95", "•"),
+                                           (b"\x80", "€")])
+def test_stray_windows_1252_punctuation_reads_as_itself_and_round_trips(encoding, byte, char):
+    # Word on Windows puts cp1252 punctuation into text typed in a TCVN3 or VNI font
+    data = encode_legacy("Đề nghị ", encoding) + byte + b"x" + byte
+    assert decode_legacy(data, encoding) == f"Đề nghị {char}x{char}"
+    assert encode_legacy(f"Đề nghị {char}x{char}", encoding) == data
 
 
 def test_tcvn3_refuses_upper_case_toned_letters_instead_of_lowering_them():

@@ -99,10 +99,10 @@ def test_downgrade_drops_every_table_and_view(warehouse_url):
 
 def test_upgrade_works_from_any_directory(warehouse_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == "0007"
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == "0008"
     upgrade(warehouse_url)
     engine = create_engine(warehouse_url)
     try:
-        assert _revision(engine) == "0007"
+        assert _revision(engine) == "0008"
     finally:
         engine.dispose()

@@ -1,0 +1,1 @@
+"""Crash-recovery harness: SIGKILL the sync at named points, re-run it, compare the warehouse."""
