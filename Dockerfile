@@ -3,5 +3,5 @@ FROM apache/airflow:3.3.2-python3.11
 USER root
 COPY --chown=airflow:root . /opt/lienthong
 USER airflow
-RUN pip install --no-cache-dir -c /opt/lienthong/constraints.txt -e /opt/lienthong
+RUN pip install --no-cache-dir -c /opt/lienthong/constraints.txt -e "/opt/lienthong[cluster]"
 ENV PYTHONPATH=/opt/lienthong
