@@ -180,3 +180,14 @@ def test_no_literal_secret_in_the_compose_file(compose, services):
 
 def test_the_image_never_takes_a_local_env_file():
     assert ".env" in (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+
+
+def test_the_documented_backfill_command_is_airflows(monkeypatch):
+    # docs/operations.md's `airflow backfill create …` (shell continuation lines joined)
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    commands = [shlex.split(line.split("exec airflow-scheduler ", 1)[1]) for line in text.splitlines()
+                if "airflow backfill create" in line and "exec airflow-scheduler" in line]
+    assert commands and commands[0][:2] == ["airflow", "backfill"]
+    for argv in commands:
+        _parse_airflow(argv[1:])
+        assert argv[argv.index("--dag-id") + 1] in {"sync_national_portal", "sync_one_stop"}
