@@ -105,6 +105,7 @@ def run_sync(source: str, stream: str, connection: ConnectionSettings, *,
     `context` (the Airflow task context of a windowed source's DAG): its window is chosen by
     `window_from_context`; otherwise `start`/`end` backfill a window, or the sync is incremental.
     """
+    from pipeline.sources import source_plan
     from pipeline.sync import sync_stream
     from warehouse.db import create_engine, upgrade, warehouse_url
 
@@ -114,7 +115,8 @@ def run_sync(source: str, stream: str, connection: ConnectionSettings, *,
     else:
         choice = choose_window(start=start, end=end, run_type=None, data_interval_start=None,
                                data_interval_end=None, lookback_minutes=settings.lookback_minutes)
-    log.info("[lienthong] %s.%s: window by %s", source, stream, choice.reason)
+    if source_plan(source).windowed:  # the others read by cursor or by file
+        log.info("[lienthong] %s.%s: window by %s", source, stream, choice.reason)
     url = warehouse_url()
     upgrade(url)
     engine = create_engine(url)
