@@ -124,3 +124,20 @@ def test_windowed_syncs_run_on_hourly_data_intervals_in_vietnam_time(dagbag, dag
     assert (interval.start, interval.end) == (pendulum.datetime(2026, 1, 1, 9, tz=vn),
                                               pendulum.datetime(2026, 1, 1, 10, tz=vn))
     assert set(dagbag.dags[dag_id].params) >= {"start", "end"}  # manual runs still take a window
+
+
+def test_the_task_sdk_run_types_choose_the_interval_window():
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    from pipeline.tasks import window_from_context
+    from transforms.timefmt import LOCAL_TZ
+
+    start, end = datetime(2017, 3, 1, 9, tzinfo=LOCAL_TZ), datetime(2017, 3, 1, 10, tzinfo=LOCAL_TZ)
+    for run_type, reason in ((DagRunType.SCHEDULED, "scheduled interval"), (DagRunType.BACKFILL, "backfill interval"),
+                             (DagRunType.MANUAL, "incremental")):
+        context = {"params": {"start": None, "end": None}, "dag_run": SimpleNamespace(run_type=run_type),
+                   "data_interval_start": start, "data_interval_end": end}
+        assert window_from_context(context, 60).reason == reason
