@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
 	@echo "installing pinned dependencies into $(VENV) (constraints.txt)…"
-	@$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev]'
+	@$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev,cluster]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -9,15 +9,18 @@ connection names its mapping file in its extra (`?mapping=onestop_variant_a`).
   `AIRFLOW_CONN_ONESTOP_DOJ=mysql://reader:pass@10.0.0.7:3306/motcua?mapping=onestop_variant_a`.
 * Pool `one_stop_databases` limits how many agency databases are queried at once
   (`airflow pools set one_stop_databases 2 "one-stop-shop databases"`).
-* Params `start` / `end` (ISO-8601, Vietnam time if naive): backfill exactly that window in every
-  database instead of each one's incremental window; re-running the same window replaces the
-  same batches.
+* Windows (`pipeline.tasks.choose_window`, as `sync_national_portal`): a scheduled run syncs its
+  hourly data interval in every database, started the look-back earlier and reaching back to that
+  database's watermark when it lags; `airflow backfill create --dag-id sync_one_stop …` runs
+  exactly the intervals asked for. Params `start` / `end` (ISO-8601, Vietnam time if naive): a
+  manual run syncs exactly that window in every database; re-running the same window replaces
+  the same batches.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, BaseHook, Param, dag, get_current_context, task
+from airflow.sdk import Asset, BaseHook, CronDataIntervalTimetable, Param, dag, get_current_context, task
 
 from pipeline.assets import WAREHOUSE_DOSSIERS_URI
 
@@ -26,7 +29,7 @@ WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
 
 @dag(
     dag_id="sync_one_stop",
-    schedule="@hourly",
+    schedule=CronDataIntervalTimetable("@hourly", timezone="Asia/Ho_Chi_Minh"),  # as sync_national_portal
     start_date=pendulum.datetime(2024, 1, 1, tz="Asia/Ho_Chi_Minh"),
     catchup=False,
     max_active_runs=1,
@@ -50,9 +53,8 @@ def sync_one_stop():
         from connectors.settings import ConnectionSettings
         from pipeline.tasks import run_sync
 
-        params = get_current_context()["params"]
         return run_sync("one_stop", "dossiers", ConnectionSettings.from_airflow(BaseHook.get_connection(conn_id)),
-                        start=params.get("start"), end=params.get("end"))
+                        context=get_current_context())
 
     sync_database.expand(conn_id=agency_databases())
 

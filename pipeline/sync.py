@@ -102,6 +102,24 @@ def plan_window(engine: sa.Engine, source: str, stream: str, settings: PipelineS
     return Window(start=start.astimezone(LOCAL_TZ), end=end)
 
 
+def cover_watermark_gap(window: Window, watermark: datetime | None, settings: PipelineSettings) -> Window:
+    """A scheduled interval's window, started earlier when the watermark lags behind it.
+
+    `window` already starts a look-back before its data interval, which covers the late records
+    of the interval before. When the stream's watermark is older than that start (runs were missed
+    or failed, or the source was quiet) the window starts at the watermark minus the look-back, as
+    an incremental sync would; with no watermark (nothing ever loaded) at the initial start.
+    Otherwise it is returned unchanged, so that a re-run of the same interval is the same batch.
+    """
+    if watermark is None:
+        start = settings.initial_start
+    elif watermark >= window.start:  # the look-back before the interval already reaches it
+        return window
+    else:
+        start = watermark.astimezone(LOCAL_TZ) - timedelta(minutes=settings.lookback_minutes)
+    return Window(start=min(start, window.start).astimezone(LOCAL_TZ), end=window.end)
+
+
 def _catalogue_codes(engine: sa.Engine) -> set[str]:
     with engine.connect() as conn:
         return {row[0] for row in conn.execute(sa.text("SELECT procedure_code FROM dim_procedure"))}
@@ -131,11 +149,14 @@ def _file_report(connector: Any, archived: list) -> dict[str, list[str]]:
 
 def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, connection: ConnectionSettings,
                 settings: PipelineSettings, window: Window | None = None,
-                until: datetime | None = None, progress: Progress | None = None) -> SyncOutcome:
+                until: datetime | None = None, progress: Progress | None = None,
+                cover_gap: bool = False) -> SyncOutcome:
     """Run one stream of a source as one batch and return what it did.
 
     With `window` the batch covers exactly that window (a backfill; re-running it is idempotent);
     otherwise the window runs from the watermark minus the look-back to `until` (default now).
+    `cover_gap` (a scheduled run's data interval as `window`): the window also reaches back to the
+    watermark when that lags behind it (`cover_watermark_gap`).
     """
     from quality.gate import QualityGate
     from warehouse.load import BatchWriter
@@ -163,6 +184,10 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
     lock = lock_stream(engine, system, stream, wait_seconds=settings.lock_wait_seconds)
     try:
         if declared.windowed:
+            if window is not None and cover_gap:
+                from warehouse.state import get_watermark
+
+                window = cover_watermark_gap(window, get_watermark(engine, system, stream), settings)
             window = window or plan_window(engine, system, stream, settings, until)
         else:  # the source's cursor decides what is new; the window only records when the batch ran
             # (to the microsecond: two runs within a second are two batches, never one replacing the other)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.base import Window
@@ -31,6 +33,62 @@ def parse_window(start: str | None, end: str | None) -> Window | None:
     return window
 
 
+# Runs that Airflow creates for a data interval of the DAG's timetable: the scheduler's (catchup
+# included) and `airflow backfill create`'s. Manual and asset-triggered runs have no interval of
+# their own to sync.
+INTERVAL_RUN_TYPES = frozenset({"scheduled", "backfill"})
+
+
+@dataclass(frozen=True)
+class WindowChoice:
+    """What a DAG run syncs. `window` None: incremental, from the watermark minus the look-back to
+    now. `cover_gap`: a scheduled interval, to be started earlier when the watermark lags behind it
+    (`pipeline.sync.cover_watermark_gap`)."""
+
+    window: Window | None
+    cover_gap: bool = False
+    reason: str = "incremental"
+
+
+def _aware(moment: datetime) -> datetime:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=LOCAL_TZ)).astimezone(LOCAL_TZ)
+
+
+def choose_window(*, start: str | None, end: str | None, run_type: str | None,
+                  data_interval_start: datetime | None, data_interval_end: datetime | None,
+                  lookback_minutes: int) -> WindowChoice:
+    """The window of a DAG run of a windowed source, from the run's context values.
+
+    1. Params `start`/`end` (a manual run, e.g. `airflow dags test … --conf`): exactly that window.
+    2. A scheduled or backfill run with a data interval: the interval, started the look-back
+       earlier (late records of the previous interval); the same interval is the same window, so
+       a backfill re-run replaces its batches. A scheduled run may also reach back to a lagging
+       watermark (`cover_gap`); a backfill run covers exactly what was asked.
+    3. Anything else (a manual run without params): incremental from the watermark.
+    """
+    window = parse_window(start, end)
+    if window is not None:
+        return WindowChoice(window, reason="params")
+    kind = str(getattr(run_type, "value", run_type) or "")
+    if kind in INTERVAL_RUN_TYPES and data_interval_start is not None and data_interval_end is not None:
+        begin, finish = _aware(data_interval_start), _aware(data_interval_end)
+        if finish > begin:
+            return WindowChoice(Window(start=begin - timedelta(minutes=lookback_minutes), end=finish),
+                                cover_gap=kind == "scheduled", reason=f"{kind} interval")
+    return WindowChoice(None)
+
+
+def window_from_context(context: Mapping[str, Any], lookback_minutes: int) -> WindowChoice:
+    """`choose_window` with the values of an Airflow task context (params, dag_run, data interval)."""
+    params = context.get("params") or {}
+    dag_run = context.get("dag_run")
+    return choose_window(start=params.get("start"), end=params.get("end"),
+                         run_type=getattr(dag_run, "run_type", None),
+                         data_interval_start=context.get("data_interval_start"),
+                         data_interval_end=context.get("data_interval_end"),
+                         lookback_minutes=lookback_minutes)
+
+
 def _log_progress(stage: str, done: int, total: int | None) -> None:
     if total:
         if done == total or done % 10 == 0:
@@ -40,22 +98,37 @@ def _log_progress(stage: str, done: int, total: int | None) -> None:
 
 
 def run_sync(source: str, stream: str, connection: ConnectionSettings, *,
-             start: str | None = None, end: str | None = None) -> dict[str, Any]:
-    """Sync one stream into the warehouse named by WAREHOUSE_URL; returns the batch summary."""
+             start: str | None = None, end: str | None = None,
+             context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Sync one stream into the warehouse named by WAREHOUSE_URL; returns the batch summary.
+
+    `context` (the Airflow task context of a windowed source's DAG): its window is chosen by
+    `window_from_context`; otherwise `start`/`end` backfill a window, or the sync is incremental.
+    """
+    from pipeline.sources import source_plan
     from pipeline.sync import sync_stream
     from warehouse.db import create_engine, upgrade, warehouse_url
 
+    settings = PipelineSettings()
+    if context is not None:
+        choice = window_from_context(context, settings.lookback_minutes)
+    else:
+        choice = choose_window(start=start, end=end, run_type=None, data_interval_start=None,
+                               data_interval_end=None, lookback_minutes=settings.lookback_minutes)
+    if source_plan(source).windowed:  # the others read by cursor or by file
+        log.info("[lienthong] %s.%s: window by %s", source, stream, choice.reason)
     url = warehouse_url()
     upgrade(url)
     engine = create_engine(url)
     try:
         outcome = sync_stream(source, stream, engine=engine, connection=connection,
-                              settings=PipelineSettings(), window=parse_window(start, end),
+                              settings=settings, window=choice.window, cover_gap=choice.cover_gap,
                               progress=_log_progress)
     finally:
         engine.dispose()
     log.info("[lienthong] %s", outcome.summary())
-    summary: dict[str, Any] = {"batch_id": outcome.batch_id, "rows_read": outcome.rows_read,
+    summary: dict[str, Any] = {"batch_id": outcome.batch_id, "window_start": outcome.window.start.isoformat(),
+                               "window_end": outcome.window.end.isoformat(), "rows_read": outcome.rows_read,
                                "rows_loaded": outcome.rows_loaded,
                                "rows_quarantined": outcome.rows_quarantined}
     if outcome.files:

@@ -47,10 +47,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if not messages:
             raise ValueError(f"{Path(args.sources_dir) / 'lgsp'} holds no messages "
                              "(run `lienthong simulate sources` first)")
-        return serve_until_interrupted(LgspSimulator(messages, port=args.port))
+        return serve_until_interrupted(LgspSimulator(messages, host=args.host, port=args.port))
     from simulators.portal import main as portal_main
 
-    argv = ["--data-dir", args.data_dir, "--port", str(args.port)]
+    argv = ["--data-dir", args.data_dir, "--host", args.host, "--port", str(args.port)]
+    if args.username:
+        argv += ["--username", args.username]
+    if args.password:
+        argv += ["--password", args.password]
     return portal_main(argv) or 0
 
 
@@ -75,6 +79,10 @@ def add_commands(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
     portal = sim_sub.add_parser("portal", help="serve generated records as the national portal")
     portal.add_argument("--data-dir", default="var/sim")
     portal.add_argument("--port", type=int, default=8765)
+    # loopback unless told: docker-compose serves the simulators to the other containers
+    portal.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
+    portal.add_argument("--username", help="the login the portal accepts (default: the demo's)")
+    portal.add_argument("--password", help="its password (default: the demo's)")
     split = sim_sub.add_parser("sources", help="split a generated province over its sources (one-stop "
                                "databases, LGSP messages, file drops, portal) with planted cross-source defects")
     split.add_argument("--data-dir", default="var/sim", help="a province written by `simulate generate`")
@@ -83,4 +91,5 @@ def add_commands(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
     lgsp = sim_sub.add_parser("lgsp", help="serve the LGSP feed written by `simulate sources`")
     lgsp.add_argument("--sources-dir", default="var/sim/sources")
     lgsp.add_argument("--port", type=int, default=8766)
+    lgsp.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     sim.set_defaults(func=cmd_simulate)

@@ -109,3 +109,35 @@ def test_exchange_publishes_one_mapped_task_per_receiver_and_receives_the_inbox(
     assert type(dag.get_task("publish")).__name__.endswith("MappedOperator")  # one task instance per receiver
     assert [a.uri for a in dag.get_task("receive_packages").outlets] == ["lienthong://warehouse/dossiers"]
     assert dag.doc_md and dag.dag_id in dag.fileloc
+
+
+@pytest.mark.parametrize("dag_id", ["sync_national_portal", "sync_one_stop"])
+def test_windowed_syncs_run_on_hourly_data_intervals_in_vietnam_time(dagbag, dag_id):
+    import pendulum
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    # a run's data interval is the hour before it (not the empty interval of a trigger timetable),
+    # which the tasks sync (pipeline.tasks.choose_window) and `airflow backfill create` walks
+    timetable = coerce_to_core_timetable(dagbag.dags[dag_id].timetable)
+    vn = "Asia/Ho_Chi_Minh"
+    interval = timetable.infer_manual_data_interval(run_after=pendulum.datetime(2026, 1, 1, 10, 30, tz=vn))
+    assert (interval.start, interval.end) == (pendulum.datetime(2026, 1, 1, 9, tz=vn),
+                                              pendulum.datetime(2026, 1, 1, 10, tz=vn))
+    assert set(dagbag.dags[dag_id].params) >= {"start", "end"}  # manual runs still take a window
+
+
+def test_the_task_sdk_run_types_choose_the_interval_window():
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    from pipeline.tasks import window_from_context
+    from transforms.timefmt import LOCAL_TZ
+
+    start, end = datetime(2017, 3, 1, 9, tzinfo=LOCAL_TZ), datetime(2017, 3, 1, 10, tzinfo=LOCAL_TZ)
+    for run_type, reason in ((DagRunType.SCHEDULED, "scheduled interval"), (DagRunType.BACKFILL, "backfill interval"),
+                             (DagRunType.MANUAL, "incremental")):
+        context = {"params": {"start": None, "end": None}, "dag_run": SimpleNamespace(run_type=run_type),
+                   "data_interval_start": start, "data_interval_end": end}
+        assert window_from_context(context, 60).reason == reason

@@ -198,10 +198,13 @@ def test_the_cli_beside_a_running_sync_is_refused_and_writes_nothing(warehouse, 
     assert portal.calls == []  # refused before the source was asked anything
 
 
-def test_two_runs_at_once_load_once(warehouse_url, portal, province):
+def test_two_runs_at_once_load_once(warehouse_url, portal, province, holders):
     """Two CLI processes sync the same streams at once, the second waiting: the ground truth, once."""
     _, truth = province
     upgrade(warehouse_url)
+    # Held a moment by a third process, so that both runs are sure to meet a lock (on a busy machine
+    # one run could otherwise finish before the other starts); then they race for it.
+    holders(warehouse_url, "national_portal", "procedures", hold_seconds=8)
     env = {**os.environ, "PYTHONPATH": str(REPO), "WAREHOUSE_URL": warehouse_url,
            "LIENTHONG_PSEUDONYM_KEY": TEST_KEY, "LIENTHONG_LOCK_WAIT_SECONDS": "300",
            "AIRFLOW_CONN_NATIONAL_PORTAL": portal.url.replace("http://", "http://demo:demo@")}
