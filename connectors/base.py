@@ -47,6 +47,7 @@ __all__ = [
     "Connector",
     "HttpJsonConnector",
     "HttpStreamSpec",
+    "DuplicateKey",
     "JsonRefused",
     "MAX_JSON_DEPTH",
     "Page",
@@ -56,8 +57,10 @@ __all__ = [
     "StreamSpec",
     "Window",
     "decode_json",
+    "nested_deeper",
     "iter_chunks",
     "spool_body",
+    "unique_keys",
 ]
 
 
@@ -233,23 +236,33 @@ def decode_json(body: bytes | str) -> Any:
     """
     try:
         value = jsonlib.loads(
-            body, object_pairs_hook=_object_once, parse_constant=_no_constant, parse_float=_finite_float,
+            body, object_pairs_hook=unique_keys, parse_constant=_no_constant, parse_float=_finite_float,
             parse_int=_int64,
         )
     except RecursionError:
         raise JsonRefused(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
-    if _nested_deeper(value, MAX_JSON_DEPTH):
+    if nested_deeper(value, MAX_JSON_DEPTH):
         raise JsonRefused(f"nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 
 
-def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+class DuplicateKey(JsonRefused):
+    """A JSON object with a key twice; `key` is that key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {one_line(repr(key), 60)} in an object")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads`'s `object_pairs_hook` refusing a key twice (`DuplicateKey`): readers disagree
+    on which value counts (Python keeps the last, others the first)."""
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
         for name, _ in pairs:
             if name in seen:
-                raise JsonRefused(f"duplicate key {one_line(repr(name), 60)} in an object")
+                raise DuplicateKey(name)
             seen.add(name)
     return obj
 
@@ -274,7 +287,7 @@ def _int64(text: str) -> int:
     return value
 
 
-def _nested_deeper(value: Any, limit: int) -> bool:
+def nested_deeper(value: Any, limit: int) -> bool:
     """True when arrays and objects nest more than `limit` levels (walked without recursion)."""
     stack = [(value, 1)] if isinstance(value, dict | list) else []
     while stack:

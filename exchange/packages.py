@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from lxml import etree
 
 import standards
+from connectors.base import DuplicateKey, nested_deeper, unique_keys
 from connectors.lgsp import SAFE_PARSER_OPTIONS  # libxml2's safe parsing, as the LGSP connector's
 from exchange.keys import SigningKey, TrustedKeys
 from pipeline.sources import SourcePlan, StreamPlan
@@ -372,42 +373,22 @@ def _one_line_path(text: str) -> str:
     return repr(text)[1:-1][:200]
 
 
-class _DuplicateKey(ValueError):
-    """A JSON object with a key twice."""
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    record = dict(pairs)
-    if len(record) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return record
-
-
 def _parse_manifest(data: bytes) -> dict[str, Any]:
     """manifest.json as a JSON object, else PackageRefused: not UTF-8 JSON, not an object, a key
     twice (the signature covers one reading of it; another reader may take the other value), or
     nested deeper than MAX_MANIFEST_DEPTH (json itself gives up near 1,000 levels)."""
     try:
-        manifest = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys)
-    except _DuplicateKey as exc:
-        raise PackageRefused(f"{MANIFEST} has the key {' '.join(repr(str(exc))[:100].split())} twice") from None
+        manifest = json.loads(data.decode("utf-8"), object_pairs_hook=unique_keys)
+    except DuplicateKey as exc:
+        raise PackageRefused(f"{MANIFEST} has the key {' '.join(repr(exc.key)[:100].split())} twice") from None
     except RecursionError:
         raise PackageRefused(f"{MANIFEST} is not valid JSON (nested deeper than {MAX_MANIFEST_DEPTH} levels)") from None
     except (UnicodeDecodeError, ValueError):
         raise PackageRefused(f"{MANIFEST} is not valid JSON") from None
     if not isinstance(manifest, dict):
         raise PackageRefused(f"{MANIFEST} is not a JSON object")
-    stack: list[tuple[Any, int]] = [(manifest, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_MANIFEST_DEPTH:
-            raise PackageRefused(f"{MANIFEST} is not valid JSON (nested deeper than {MAX_MANIFEST_DEPTH} levels)")
-        if isinstance(value, dict | list):
-            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    if nested_deeper(manifest, MAX_MANIFEST_DEPTH):
+        raise PackageRefused(f"{MANIFEST} is not valid JSON (nested deeper than {MAX_MANIFEST_DEPTH} levels)")
     return manifest
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, overload
 
 import standards
-from connectors.base import PORTAL_DOSSIER_FIELDS, PORTAL_PROCEDURE_FIELDS
+from connectors.base import PORTAL_DOSSIER_FIELDS, PORTAL_PROCEDURE_FIELDS, DuplicateKey, nested_deeper, unique_keys
 
 __all__ = [
     "ENTITIES",
@@ -438,23 +438,6 @@ def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
     return text.lstrip("\ufeff"), used
 
 
-class _DuplicateKey(Exception):
-    """A JSON object with a key twice (raised from json's object_pairs_hook)."""
-
-
-def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object, refused when a key comes twice: which value is meant cannot be told (json
-    would keep the last silently; another reader may keep the first)."""
-    record = dict(pairs)
-    if len(record) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return record
-
-
 def _json_int(text: str) -> int | float:
     """A JSON integer; one longer than Python converts (4,300 digits) reads as infinity, as json
     reads 1e999 — too large to be any field's value either way, and refused by its rule."""
@@ -464,18 +447,13 @@ def _json_int(text: str) -> int | float:
 def _json_loads(text: str) -> Any:
     """json.loads refusing duplicate keys and documents nested deeper than MAX_JSON_DEPTH."""
     try:
-        document = json.loads(text, object_pairs_hook=_json_object, parse_int=_json_int)
-    except _DuplicateKey as exc:
-        raise UnreadableFile("json_duplicate", name=str(exc)[:100]) from None
+        document = json.loads(text, object_pairs_hook=unique_keys, parse_int=_json_int)
+    except DuplicateKey as exc:
+        raise UnreadableFile("json_duplicate", name=exc.key[:100]) from None
     except RecursionError:  # json's C scanner gives up near 1,000 levels
         raise UnreadableFile("json_depth", limit=MAX_JSON_DEPTH) from None
-    stack: list[tuple[Any, int]] = [(document, 1)]  # walked without recursion
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise UnreadableFile("json_depth", limit=MAX_JSON_DEPTH)
-        if isinstance(value, dict | list):
-            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    if nested_deeper(document, MAX_JSON_DEPTH):
+        raise UnreadableFile("json_depth", limit=MAX_JSON_DEPTH)
     return document
 
 
