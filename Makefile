@@ -11,12 +11,14 @@ PACKAGES := connectors transforms standards quality warehouse pipeline reporting
 export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test crash-test install lint clean help
+.PHONY: demo test crash-test cluster-test install lint clean help
 
 help:
 	@echo "make demo   run every source's DAG through Airflow on the simulated province and print the report"
 	@echo "make test   run the test suite (PostgreSQL tests use TEST_POSTGRES_URL)"
 	@echo "make crash-test  kill the sync at every crash point, re-run, compare (SQLite and PostgreSQL); updates docs/reliability.md"
+	@echo "make cluster-test  the DAGs on a real CeleryExecutor cluster on loopback: api-server, scheduler,"
+	@echo "                   dag-processor, two celery workers (PostgreSQL metadata, Redis broker)"
 	@echo "make lint   ruff and mypy over the packages"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -38,6 +40,12 @@ test: $(STAMP)
 # (e.g. CRASH_ARGS="--db sqlite --sources lgsp").
 crash-test: $(STAMP)
 	$(BIN)/python -m tests.reliability.crash_harness --doc docs/reliability.md $(CRASH_ARGS)
+
+# Airflow's CeleryExecutor for real (tests/cluster/harness.py): every DAG triggered through the REST
+# API, tasks on both workers, the warehouse's figures, `airflow backfill create` twice; CI runs it
+# after `make test`. CLUSTER_ARGS passes options (e.g. CLUSTER_ARGS="--keep").
+cluster-test: $(STAMP)
+	$(BIN)/python -m tests.cluster.harness $(CLUSTER_ARGS)
 
 # mypy reads its file list from pyproject.toml ([tool.mypy] files): the same packages.
 lint: $(STAMP)

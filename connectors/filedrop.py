@@ -30,6 +30,7 @@ from openpyxl.workbook.workbook import Workbook
 from connectors.base import PORTAL_AMOUNT_FIELDS, Connector, StreamSpec, Window, iter_chunks
 from connectors.errors import SourceProtocolError, one_line
 from transforms.amounts import to_portal_amount
+from transforms.codes import AGENCY_CODE
 from transforms.legacy_encoding import (
     ENCODINGS,
     LegacyEncodingError,
@@ -232,6 +233,7 @@ class FileDropConnector(Connector):
         chunk_size: int = 2000,
         encodings: dict[str, str] | None = None,
         stable_seconds: float = 0.0,
+        agency: str | None = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"{self.source}: chunk_size must be at least 1, got {chunk_size}")
@@ -241,6 +243,13 @@ class FileDropConnector(Connector):
             if encoding not in ENCODINGS:
                 raise ValueError(f"{self.source}: encoding {encoding!r} of {name} is not one of "
                                  f"{', '.join(ENCODINGS)}")
+        if agency is not None and not AGENCY_CODE.match(agency):
+            raise ValueError(f"{self.source}: agency {agency!r} of drop folder {folder} is not an agency code "
+                             "(NNN.NN.NN.XNN, e.g. 000.00.04.H62)")
+        # The folder of one agency (several drop folders each name theirs): its batches, state and
+        # lock are its own (`file_drop:<agency>`), so agencies' drops load side by side.
+        if agency:
+            self.source = f"{self.source}:{agency}"  # type: ignore[misc]
         self.folder = Path(folder)
         self.archive = Path(archive) if archive is not None else self.folder / "archive"
         self.rejected_dir = Path(rejected) if rejected is not None else self.folder / "rejected"

@@ -21,6 +21,7 @@ import pendulum
 from airflow.sdk import Asset, dag, task
 
 from pipeline.assets import WAREHOUSE_DOSSIERS_URI
+from pipeline.pools import WAREHOUSE
 
 WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
 
@@ -41,7 +42,7 @@ def exchange():
 
         return receivers_from_env()
 
-    @task(retries=2, retry_delay=pendulum.duration(minutes=5))
+    @task(pool=WAREHOUSE.name, retries=2, retry_delay=pendulum.duration(minutes=5))
     def publish(receiver: str) -> dict:
         from exchange.packages import publish_from_env
 
@@ -49,7 +50,7 @@ def exchange():
         return {"receiver": receiver, "status": outcome.status, "message_id": outcome.message_id,
                 "dossiers": outcome.dossier_count}
 
-    @task(outlets=[WAREHOUSE_DOSSIERS])
+    @task(pool=WAREHOUSE.name, outlets=[WAREHOUSE_DOSSIERS])
     def receive_packages() -> dict:
         import os
 

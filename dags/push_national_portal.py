@@ -20,6 +20,7 @@ import pendulum
 from airflow.sdk import Asset, BaseHook, Param, dag, get_current_context, task
 
 from pipeline.assets import WAREHOUSE_DOSSIERS_URI
+from pipeline.pools import NATIONAL_PORTAL
 
 WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
 
@@ -35,7 +36,7 @@ WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
     params={"dry_run": Param(False, type="boolean", description="count only; send nothing")},
 )
 def push_national_portal():
-    @task(retries=2, retry_delay=pendulum.duration(minutes=5))
+    @task(pool=NATIONAL_PORTAL.name, retries=2, retry_delay=pendulum.duration(minutes=5))
     def push_dossiers() -> dict:
         from connectors.settings import ConnectionSettings
         from exchange.push import run_push

@@ -11,6 +11,7 @@ import pendulum
 from airflow.sdk import Asset, dag, task
 
 from pipeline.assets import WAREHOUSE_DOSSIERS_URI
+from pipeline.pools import WAREHOUSE
 
 WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
 
@@ -25,7 +26,7 @@ WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
     tags=["lienthong", "marts"],
 )
 def refresh_marts():
-    @task
+    @task(pool=WAREHOUSE.name)
     def refresh() -> dict:
         from pipeline.tasks import run_refresh_marts
 

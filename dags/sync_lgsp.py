@@ -16,6 +16,7 @@ import pendulum
 from airflow.sdk import Asset, BaseHook, dag, task
 
 from pipeline.assets import WAREHOUSE_DOSSIERS_URI
+from pipeline.pools import LGSP
 
 WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
 
@@ -30,7 +31,7 @@ WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
     tags=["lienthong", "source:lgsp"],
 )
 def sync_lgsp():
-    @task(retries=2, retry_delay=pendulum.duration(minutes=1), outlets=[WAREHOUSE_DOSSIERS])
+    @task(pool=LGSP.name, retries=2, retry_delay=pendulum.duration(minutes=1), outlets=[WAREHOUSE_DOSSIERS])
     def sync_messages() -> dict:
         from connectors.settings import ConnectionSettings
         from pipeline.tasks import run_sync

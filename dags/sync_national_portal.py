@@ -23,6 +23,7 @@ import pendulum
 from airflow.sdk import Asset, BaseHook, CronDataIntervalTimetable, Param, dag, get_current_context, task
 
 from pipeline.assets import WAREHOUSE_DOSSIERS_URI
+from pipeline.pools import NATIONAL_PORTAL
 
 WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
 
@@ -50,13 +51,14 @@ def _portal_connection():
     },
 )
 def sync_national_portal():
-    @task(retries=2, retry_delay=pendulum.duration(minutes=1))
+    @task(pool=NATIONAL_PORTAL.name, retries=2, retry_delay=pendulum.duration(minutes=1))
     def sync_procedures() -> dict:
         from pipeline.tasks import run_sync
 
         return run_sync("national_portal", "procedures", _portal_connection(), context=get_current_context())
 
-    @task(retries=2, retry_delay=pendulum.duration(minutes=1), outlets=[WAREHOUSE_DOSSIERS])
+    @task(pool=NATIONAL_PORTAL.name, retries=2, retry_delay=pendulum.duration(minutes=1),
+          outlets=[WAREHOUSE_DOSSIERS])
     def sync_dossiers() -> dict:
         from pipeline.tasks import run_sync
 

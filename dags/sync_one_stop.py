@@ -23,6 +23,7 @@ import pendulum
 from airflow.sdk import Asset, BaseHook, CronDataIntervalTimetable, Param, dag, get_current_context, task
 
 from pipeline.assets import WAREHOUSE_DOSSIERS_URI
+from pipeline.pools import ONE_STOP_DATABASES
 
 WAREHOUSE_DOSSIERS = Asset(WAREHOUSE_DOSSIERS_URI)
 
@@ -47,7 +48,7 @@ def sync_one_stop():
 
         return onestop_connection_ids()
 
-    @task(pool="one_stop_databases", retries=2, retry_delay=pendulum.duration(minutes=1),
+    @task(pool=ONE_STOP_DATABASES.name, retries=2, retry_delay=pendulum.duration(minutes=1),
           outlets=[WAREHOUSE_DOSSIERS])
     def sync_database(conn_id: str) -> dict:
         from connectors.settings import ConnectionSettings

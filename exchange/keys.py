@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pipeline.settings import MissingSetting
+from transforms.codes import AGENCY_CODE
 
 __all__ = [
     "SigningKey",
@@ -25,7 +26,6 @@ __all__ = [
 
 # A key id is a file name as well (trusted/<agency>/<key_id>.pem): no path separators.
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_AGENCY = re.compile(r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}$")
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def load_trusted_keys(source: str | Path | None = None, *,
     if path.is_dir():
         for pem in sorted(path.glob("*/*.pem")):
             agency, key_id = pem.parent.name, pem.stem
-            if _AGENCY.match(agency) and _KEY_ID.match(key_id):
+            if AGENCY_CODE.match(agency) and _KEY_ID.match(key_id):
                 keys.setdefault(agency, {})[key_id] = _public_key(pem.read_bytes(), str(pem))
         return TrustedKeys(keys)
     if not path.is_file():
@@ -153,7 +153,7 @@ def generate_keypair(out_dir: str | Path, agency: str, key_id: str) -> tuple[Pat
     """A new Ed25519 key pair for `agency`: `<out>/<key_id>.key.pem` (private, mode 0600: the
     agency's LIENTHONG_SIGNING_KEY) and `<out>/trusted/<agency>/<key_id>.pem` (public: what the
     receiving agencies add to their LIENTHONG_TRUSTED_KEYS folder). Never overwrites a key."""
-    if not _AGENCY.match(agency):
+    if not AGENCY_CODE.match(agency):
         raise ValueError(f"{agency!r} is not an agency code (NNN.NN.NN.XNN, e.g. 000.00.04.H62)")
     if not _KEY_ID.match(key_id):
         raise ValueError(f"{key_id!r} is not a key id (letters, digits, '.', '_', '-'; at most 64)")

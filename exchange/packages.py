@@ -31,6 +31,7 @@ from connectors.base import DuplicateKey, nested_deeper, unique_keys
 from connectors.lgsp import SAFE_PARSER_OPTIONS  # libxml2's safe parsing, as the LGSP connector's
 from exchange.keys import SigningKey, TrustedKeys
 from pipeline.sources import SourcePlan, StreamPlan
+from transforms.codes import AGENCY_CODE
 from transforms.identity import PseudonymKey
 from transforms.timefmt import LOCAL_TZ, format_portal_time
 
@@ -76,7 +77,6 @@ PUBLISH_STREAM = "publish"  # ops_sync_state (source "exchange:<receiver>", stre
 _NS = f"{{{EXCHANGE_NS}}}"
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_AGENCY = re.compile(r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}$")
 
 
 class PackageRefused(Exception):
@@ -456,7 +456,7 @@ def verify_package(path: str | Path, trusted: TrustedKeys, *, receiver: str | No
         raise PackageRefused("the signature is not base64") from None
     if not trusted.verify(sender, key_id, signature, signed_bytes(manifest)):
         raise PackageRefused(f"signature does not verify with {sender}'s key {key_id!r}")
-    checks = {"message_id": _HEX32, "body_sha256": _HEX64, "receiver": _AGENCY, "sender": _AGENCY}
+    checks = {"message_id": _HEX32, "body_sha256": _HEX64, "receiver": AGENCY_CODE, "sender": AGENCY_CODE}
     for name, pattern in checks.items():
         if not isinstance(manifest.get(name), str) or not pattern.match(manifest[name]):
             raise PackageRefused(f"manifest field {name} is missing or malformed")
@@ -853,7 +853,7 @@ def receivers_from_env(value: str | None = None) -> list[str]:
     """LIENTHONG_EXCHANGE_RECEIVERS: comma-separated agency codes."""
     text = value if value is not None else os.environ.get("LIENTHONG_EXCHANGE_RECEIVERS", "")
     codes = [code.strip() for code in text.split(",") if code.strip()]
-    bad = [code for code in codes if not _AGENCY.match(code)]
+    bad = [code for code in codes if not AGENCY_CODE.match(code)]
     if bad:
         raise ValueError(f"LIENTHONG_EXCHANGE_RECEIVERS: not agency codes: {', '.join(bad)}")
     return codes
@@ -867,7 +867,7 @@ DEFAULT_SENDER = "000.00.00.H62"  # the province's People's Committee
 def sender_from_env() -> str:
     """LIENTHONG_EXCHANGE_SENDER: this warehouse's agency code on the packages it publishes."""
     sender = os.environ.get("LIENTHONG_EXCHANGE_SENDER", "").strip() or DEFAULT_SENDER
-    if not _AGENCY.match(sender):
+    if not AGENCY_CODE.match(sender):
         raise ValueError(f"LIENTHONG_EXCHANGE_SENDER {sender!r} is not an agency code")
     return sender
 
@@ -880,7 +880,7 @@ def publish_from_env(receiver: str, *, outbox: str | None = None, endpoint: str 
     from pipeline.settings import PipelineSettings
     from warehouse.db import create_engine, upgrade, warehouse_url
 
-    if not _AGENCY.match(receiver):
+    if not AGENCY_CODE.match(receiver):
         raise ValueError(f"receiver {receiver!r} is not an agency code (NNN.NN.NN.XNN)")
     key = load_signing_key()
     outbox = outbox or os.environ.get("LIENTHONG_OUTBOX", "").strip() or None
@@ -906,7 +906,7 @@ def receive_from_env(paths: Sequence[str | Path], *, agency: str | None = None,
     from warehouse.db import create_engine, upgrade, warehouse_url
 
     trusted = load_trusted_keys(trusted_keys)
-    agency = agency or os.environ.get("LIENTHONG_EXCHANGE_AGENCY", "").strip() or None
+    agency = agency or os.environ.get("LIENTHONG_EXCHANGEAGENCY_CODE", "").strip() or None
     settings = PipelineSettings()
     settings.require_pseudonym_key()
     url = warehouse_url()

@@ -60,6 +60,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if not connection_ids:
             raise ValueError("no one-stop-shop database given: use --connection ID "
                              "(AIRFLOW_CONN_<ID>) or set LIENTHONG_ONESTOP_CONNECTIONS")
+    elif source == "file_drop":
+        from pipeline.tasks import drop_connection_ids
+
+        connection_ids = args.connection or drop_connection_ids()
     connections = [connection_from_env(conn_id) for conn_id in connection_ids]
     settings = PipelineSettings()
     settings.require_pseudonym_key()
@@ -123,6 +127,20 @@ def cmd_standards(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pools(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline.pools import POOLS, pools_json
+
+    text = pools_json()
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {len(POOLS)} pools to {args.out} (then: airflow pools import {args.out})")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lienthong", description="lienthong — the data-interoperability pipeline: sync sources into the "
@@ -136,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="only this stream (national-portal: procedures|dossiers; files: "
                            "justice_csv|service_stat)")
     sync.add_argument("--connection", action="append",
-                      help="one-stop: the connection id of an agency database (repeatable; "
-                           "default LIENTHONG_ONESTOP_CONNECTIONS)")
+                      help="one-stop: the connection id of an agency database (repeatable; default "
+                           "LIENTHONG_ONESTOP_CONNECTIONS); files: of a drop folder (default "
+                           "LIENTHONG_FILE_DROP_CONNECTIONS, else file_drop)")
     sync.add_argument("--start", help="backfill window start (ISO-8601; Vietnam time if naive)")
     sync.add_argument("--end", help="backfill window end")
     sync.set_defaults(func=cmd_sync)
@@ -146,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["upgrade", "roles"],
                     help="upgrade: migrate (and apply the roles on PostgreSQL); roles: the roles only")
     db.set_defaults(func=cmd_db)
+
+    pools = sub.add_parser("pools", help="the Airflow pools the DAGs run in, as `airflow pools import` reads them")
+    pools.add_argument("--out", help="write the JSON to this file (default: print it)")
+    pools.set_defaults(func=cmd_pools)
 
     std = sub.add_parser("standards", help="the shared standard")
     std.add_argument("action", choices=["build"], help="regenerate admin units and commune agencies")

@@ -45,6 +45,12 @@ class PipelineSettings(BaseSettings):
     lock_wait_seconds: float = Field(
         default=0, ge=0, description="a sync of a stream another run is syncing waits this long for "
                                      "it, then is refused (0: refused at once; warehouse/locks.py)")
+    warehouse_load_slots: int = Field(
+        default=4, ge=0, description="batches written to the warehouse at once, by every DAG, worker "
+                                     "and CLI together; a further one waits for a free slot (0: no cap)")
+    load_slot_wait_seconds: float = Field(
+        default=3600, ge=0, description="how long a batch waits for a free warehouse load slot before "
+                                        "it is refused")
 
     def require_pseudonym_key(self) -> KeyChain:
         """The key chain in force: LIENTHONG_PSEUDONYM_KEY_PREVIOUS (oldest first), then

@@ -115,8 +115,8 @@ def _filedrop_connector(connection: ConnectionSettings, settings: PipelineSettin
     if not folder.is_dir():  # said before any batch opens: nothing to record as failed
         raise FileNotFoundError(f"file_drop: drop folder {folder} does not exist "
                                 "(connection file_drop, e.g. AIRFLOW_CONN_FILE_DROP=file:///srv/drop)")
-    return FileDropConnector(folder, chunk_size=settings.chunk_size,
-                             stable_seconds=settings.file_stable_seconds)
+    return FileDropConnector(folder, chunk_size=settings.chunk_size, stable_seconds=settings.file_stable_seconds,
+                             agency=connection.extra.get("agency") or None)
 
 
 SOURCES: dict[str, SourcePlan] = {

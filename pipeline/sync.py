@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -160,7 +161,7 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
     """
     from quality.gate import QualityGate
     from warehouse.load import BatchWriter
-    from warehouse.locks import lock_stream
+    from warehouse.locks import lock_stream, take_load_slot
     from warehouse.pseudonym import require_key_chain
     from warehouse.state import batch_loaded
 
@@ -195,6 +196,8 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
             window = Window(start=now, end=now)
         batch_id = batch_id_for(system, stream, window)
         gate = QualityGate(plan.entity, _references(engine, plan.entity))
+        # Then a warehouse load slot: at most LIENTHONG_WAREHOUSE_LOAD_SLOTS batches write at once.
+        slot = take_load_slot(engine, settings.warehouse_load_slots, wait_seconds=settings.load_slot_wait_seconds)
     except BaseException:
         lock.release()
         raise
@@ -203,8 +206,8 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
     rows_read = rows_bad = 0
     watermark: datetime | None = None
     rule_counts: dict[str, int] = {}
-    with lock, connector, BatchWriter(engine, system, stream, plan.entity, window.start, window.end,
-                                      batch_id) as writer:
+    with lock, slot or nullcontext(), connector, BatchWriter(engine, system, stream, plan.entity, window.start,
+                                                             window.end, batch_id) as writer:
         require_key_chain(engine, key, record=False)  # and a rotation committed meanwhile, here
         for records in connector.read(stream, window):
             frame, events = plan.to_frames(records, key=key, first_row=rows_read, source_system=system)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.base import Window
@@ -51,7 +51,11 @@ class WindowChoice:
 
 
 def _aware(moment: datetime) -> datetime:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=LOCAL_TZ)).astimezone(LOCAL_TZ)
+    """`moment` as a plain datetime in Vietnam time (naive means Vietnam time). Airflow's context
+    gives pendulum DateTimes, whose arithmetic with a zoneinfo zone drops the zone: not kept."""
+    utc = (moment if moment.tzinfo else moment.replace(tzinfo=LOCAL_TZ)).astimezone(UTC)
+    return datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond,
+                    tzinfo=UTC).astimezone(LOCAL_TZ)
 
 
 def choose_window(*, start: str | None, end: str | None, run_type: str | None,
@@ -157,11 +161,22 @@ def drop_files_waiting(connection: ConnectionSettings, stable_seconds: float | N
     return sorted({path.name for stream in SOURCES["file_drop"].streams for path in connector.files_ready(stream)})
 
 
-def onestop_connection_ids() -> list[str]:
-    """Connection ids of the agencies' one-stop-shop databases (LIENTHONG_ONESTOP_CONNECTIONS)."""
+def _connection_ids(variable: str, default: str = "") -> list[str]:
     import os
 
-    return [c.strip() for c in os.environ.get("LIENTHONG_ONESTOP_CONNECTIONS", "").split(",") if c.strip()]
+    text = os.environ.get(variable, "").strip() or default
+    return list(dict.fromkeys(c.strip() for c in text.split(",") if c.strip()))
+
+
+def onestop_connection_ids() -> list[str]:
+    """Connection ids of the agencies' one-stop-shop databases (LIENTHONG_ONESTOP_CONNECTIONS)."""
+    return _connection_ids("LIENTHONG_ONESTOP_CONNECTIONS")
+
+
+def drop_connection_ids() -> list[str]:
+    """Connection ids of the agencies' drop folders (LIENTHONG_FILE_DROP_CONNECTIONS, comma-separated;
+    default the one connection `file_drop`). Each names its agency in its extra (`?agency=…`)."""
+    return _connection_ids("LIENTHONG_FILE_DROP_CONNECTIONS", "file_drop")
 
 
 def run_refresh_marts() -> dict[str, Any]:

@@ -78,7 +78,9 @@ def sync_all_sources(uris: dict[str, str], engine: sa.Engine, settings: Pipeline
     return outcomes
 
 
-def _airflow_env(uris: dict[str, str], warehouse: str, var_dir: Path) -> dict[str, str]:
+def airflow_env(uris: dict[str, str], warehouse: str, var_dir: Path) -> dict[str, str]:
+    """The environment of the demo's `airflow` commands: the DAGs folder, every source's
+    `AIRFLOW_CONN_<ID>`, the warehouse; Airflow's own settings are left as they are."""
     env = dict(os.environ)
     env.update({
         "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(var_dir / "airflow")),
@@ -96,7 +98,7 @@ def _airflow_env(uris: dict[str, str], warehouse: str, var_dir: Path) -> dict[st
     return env
 
 
-def _run_airflow(args: list[str], env: dict[str, str], log_path: Path, expect_dag: str | None = None) -> None:
+def run_airflow(args: list[str], env: dict[str, str], log_path: Path, expect_dag: str | None = None) -> None:
     """Run an `airflow` command, keep its full output in a log file, show our progress lines."""
     airflow = Path(sys.executable).with_name("airflow")
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,12 +170,15 @@ def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: boo
         _say(f"national portal simulator on {portal.url}, LGSP simulator on {lgsp.url}")
         uris = source_uris(sources_dir, portal.url, lgsp.url, password)
         if use_airflow:
-            env = _airflow_env(uris, warehouse, var_dir)
+            env = airflow_env(uris, warehouse, var_dir)
             logs = var_dir / "logs"
             _say(f"Airflow (AIRFLOW_HOME={env['AIRFLOW_HOME']}): migrating its metadata database")
-            _run_airflow(["db", "migrate"], env, logs / "airflow-db-migrate.log")
-            _run_airflow(["pools", "set", "one_stop_databases", "2", "one-stop-shop databases"], env,
-                         logs / "airflow-pools.log")
+            run_airflow(["db", "migrate"], env, logs / "airflow-db-migrate.log")
+            from pipeline.pools import pools_json
+
+            pools = var_dir / "pools.json"
+            pools.write_text(pools_json(), encoding="utf-8")
+            run_airflow(["pools", "import", str(pools)], env, logs / "airflow-pools.log")
             for dag_id, windowed in DEMO_DAGS:
                 args = ["dags", "test", dag_id]
                 if windowed:
@@ -182,7 +187,7 @@ def run_demo(*, seed: int = 2017, filler_dossiers: int = 20000, use_airflow: boo
                          f"{DEMO_WINDOW['end'][:10]})")
                 else:
                     _say(f"airflow dags test {dag_id}")
-                _run_airflow(args, env, logs / f"{dag_id}.log", expect_dag=dag_id)
+                run_airflow(args, env, logs / f"{dag_id}.log", expect_dag=dag_id)
         else:
             from pipeline.settings import PipelineSettings
             from pipeline.tasks import parse_window, run_refresh_marts

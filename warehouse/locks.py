@@ -11,6 +11,10 @@ other. Every kind is released when its holder ends, however it ends (SIGKILL inc
 - SQLite file: `flock` on `<database>.locks/<hash>.lock` beside the database file; the kernel drops
   it with the process. The file says who holds it.
 - In-memory SQLite: a lock of this process (no other process sees the database).
+
+Load slots (`take_load_slot`) cap how many batches write to the warehouse at once, whatever DAG,
+worker or CLI runs them (LIENTHONG_WAREHOUSE_LOAD_SLOTS): slot k of n is a lock of the same kind
+named `warehouse load slot k/n`; a run takes the first free one, or waits for one.
 """
 
 from __future__ import annotations
@@ -134,6 +138,40 @@ def lock_stream(engine: sa.Engine, source: str, stream: str, *, wait_seconds: fl
         raise
     log.info("%s: lock taken", name)
     return StreamLock(name, lock)
+
+
+def take_load_slot(engine: sa.Engine, slots: int, *, wait_seconds: float) -> StreamLock | None:
+    """Take one of the warehouse's `slots` load slots, waiting up to `wait_seconds` for one to
+    free; None when `slots` is 0 (no cap). Raises StreamLocked when none frees in time."""
+    if slots <= 0:
+        return None
+    locks: dict[str, _Lock | None] = {f"warehouse load slot {k}/{slots}": None for k in range(1, slots + 1)}
+    held: StreamLock | None = None
+    try:
+        deadline = time.monotonic() + wait_seconds
+        waiting = False
+        while held is None:
+            for name in locks:
+                slot = locks[name] or _lock_for(engine, name)
+                locks[name] = slot
+                if slot.try_acquire():
+                    held = StreamLock(name, slot)
+                    break
+            else:
+                if time.monotonic() >= deadline:
+                    raise StreamLocked(f"all {slots} warehouse load slots are in use after waiting "
+                                       f"{wait_seconds:g} s (LIENTHONG_WAREHOUSE_LOAD_SLOTS); try again later")
+                if not waiting:
+                    waiting = True
+                    log.warning("all %d warehouse load slots are in use: waiting up to %g s for one",
+                                slots, wait_seconds)
+                time.sleep(max(0.0, min(POLL_SECONDS, deadline - time.monotonic())))
+    finally:
+        for name, unused in locks.items():
+            if unused is not None and (held is None or name != held.name):
+                unused.release()
+    log.info("%s taken", held.name)
+    return held
 
 
 def _refusal(name: str, holder: LockHolder | None, waited: float) -> str:

@@ -1,12 +1,10 @@
-"""DAG files: they import cleanly and thinly, and the demo runs every one through Airflow end to end."""
+"""DAG files: they import cleanly and thinly, map over agencies, run in pools, take Airflow's data intervals."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -34,15 +32,32 @@ def test_sync_dag_runs_procedures_before_dossiers_and_feeds_the_marts(dagbag):
         assert dag.doc_md and dag.dag_id in dag.fileloc
 
 
-def test_sync_files_waits_for_files_then_loads_dossiers_before_reports(dagbag):
+def test_sync_files_waits_for_files_then_loads_each_folder_dossiers_before_reports(dagbag):
     sync = dagbag.dags["sync_files"]
     sensor = sync.get_task("wait_for_files")
     assert (sensor.mode, sensor.soft_fail) == ("reschedule", True)  # no files: skipped, not failed
-    assert sensor.downstream_task_ids == {"sync_justice_csv"}
-    assert sync.get_task("sync_justice_csv").downstream_task_ids == {"sync_service_stat"}
-    for task_id in ("sync_justice_csv", "sync_service_stat"):
-        assert [a.uri for a in sync.get_task(task_id).outlets] == ["lienthong://warehouse/dossiers"]
+    justice, reports = (sync.get_task(f"load_drop.{name}") for name in ("sync_justice_csv", "sync_service_stat"))
+    # one mapped task group per folder with files waiting: the sensor's list maps both tasks
+    assert sensor.downstream_task_ids == {justice.task_id, reports.task_id}
+    assert justice.downstream_task_ids == {reports.task_id}  # one agency's files, one after the other
+    for task in (justice, reports):
+        assert type(task.task_group).__name__ == "MappedTaskGroup"  # one group instance per folder
+        assert task.pool == "file_drops"
+        assert [a.uri for a in task.outlets] == ["lienthong://warehouse/dossiers"]
     assert sync.doc_md and sync.dag_id in sync.fileloc
+
+
+def test_every_task_runs_in_a_declared_pool(dagbag):
+    from pipeline.pools import POOLS
+
+    declared = {pool.name for pool in POOLS}
+    pools = {(dag_id, task.task_id): task.pool for dag_id, dag in dagbag.dags.items() for task in dag.tasks}
+    # the sources' tasks in their system's pool, the warehouse-only ones in `warehouse`
+    assert {pools[("sync_national_portal", "sync_dossiers")], pools[("push_national_portal", "push_dossiers")]} \
+        == {"national_portal"}
+    assert pools[("sync_lgsp", "sync_messages")] == "lgsp"
+    assert pools[("refresh_marts", "refresh")] == pools[("exchange", "publish")] == "warehouse"
+    assert {pool for pool in pools.values() if pool != "default_pool"} == declared
 
 
 def test_only_dags_import_airflow():
@@ -54,37 +69,9 @@ def test_only_dags_import_airflow():
             assert "import airflow" not in text and "from airflow" not in text, path
 
 
-@pytest.mark.slow
-def test_demo_runs_every_dag_through_airflow(tmp_path, monkeypatch, capsys):
-    from simulators.demo import run_demo
-
-    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
-    monkeypatch.setenv("WAREHOUSE_URL", url)
-    monkeypatch.delenv("AIRFLOW_HOME", raising=False)
-    # what run_demo sets for itself, set here so that it is undone after the test
-    monkeypatch.setenv("LIENTHONG_DATA_DOCS", "1")
-    monkeypatch.setenv("LIENTHONG_GX_DIR", str(tmp_path / "gx"))
-    monkeypatch.setenv("LIENTHONG_PSEUDONYM_KEY", "lienthong-demo-key-not-for-production")
-    assert run_demo(filler_dossiers=1500, var_dir=tmp_path) == 0
-    out = capsys.readouterr().out
-    assert "Procedures in force on 2017-08-31: 1,975" in out
-    assert (tmp_path / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
-    # the cross-source duplicates merged and the report mismatches found, as the ground truth says
-    truth = json.loads((tmp_path / "sim" / "sources" / "ground_truth.json").read_text(encoding="utf-8"))["sources"]
-    assert f"; {len(truth['cross_source_duplicates'])} merged from more than one source" in out
-    gaps = truth["reconciliation"]["expected_gaps"]
-    cells = {(g["commune_code"], g["month"]) for g in gaps}
-    assert f"Communes' reports vs dossiers: {len(gaps)} differences in {len(cells)} commune-months" in out
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        batches = conn.execute(sa.text("SELECT source, stream, status FROM ops_batch")).all()
-        marts = conn.execute(sa.text("SELECT count(*) FROM mart_indicator")).scalar()
-    engine.dispose()
-    # every source's DAG (the sync_files sensor found the drop), then refresh_marts
-    assert {(source.split(":")[0], stream) for source, stream, _ in batches} == {
-        ("national_portal", "procedures"), ("national_portal", "dossiers"), ("one_stop", "dossiers"),
-        ("lgsp", "dossiers"), ("file_drop", "justice_csv"), ("file_drop", "service_stat")}
-    assert {status for _, _, status in batches} == {"loaded"} and marts > 0
+# The demo through Airflow (every DAG under `airflow dags test`) is run once, by
+# tests/test_secrets.py::test_the_demo_runs_every_dag_and_no_secret_is_in_its_output_logs_or_files,
+# which checks its figures as well as its files; on a real cluster: `make cluster-test`.
 
 
 def test_one_stop_maps_over_agency_databases_within_a_pool(dagbag):

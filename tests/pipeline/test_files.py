@@ -249,3 +249,62 @@ def test_the_sensor_sees_only_the_files_the_sync_reads(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "archive").mkdir()
     assert drop_files_waiting(connection) == ["baocao_08707_2017-05.xlsx", "tuphap_2017.CSV"]
+
+
+def test_each_agencys_drop_folder_is_a_source_of_its_own_and_loads_beside_the_others(
+        sqlite_url, drop_province, tmp_path, monkeypatch, capsys):
+    """Two drop folders (LIENTHONG_FILE_DROP_CONNECTIONS), each naming its agency: their batches,
+    lineage and locks are `file_drop:<agency>`, so one folder's running sync does not stop the other's."""
+    import os
+    import subprocess
+    import sys
+
+    from simulators.portal import PortalSimulator
+
+    justice = drop_province["justice"]
+    with PortalSimulator(procedures=drop_province["procedures"], dossiers=[]) as portal:
+        run_sync(sqlite_url, portal)
+    folders = {"000.00.03.H62": justice[:5], "000.00.04.H62": justice[5:]}
+    for n, (agency, dossiers) in enumerate(folders.items()):
+        folder = tmp_path / agency
+        folder.mkdir()
+        write_justice_csv(folder / "tuphap_2017-05.csv", dossiers, encoding="vni")
+        monkeypatch.setenv(f"AIRFLOW_CONN_DROP_{n}", f"{folder.as_uri()}?agency={agency}")
+    monkeypatch.setenv("LIENTHONG_FILE_DROP_CONNECTIONS", "drop_0,drop_1")
+    monkeypatch.setenv("WAREHOUSE_URL", sqlite_url)
+    monkeypatch.setenv("LIENTHONG_PSEUDONYM_KEY", TEST_KEY)
+
+    # another process holds the first agency's justice_csv stream: only that folder waits
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom warehouse.db import create_engine\nfrom warehouse.locks import "
+         "lock_stream\nwith lock_stream(create_engine(sys.argv[1]), 'file_drop:000.00.03.H62', 'justice_csv'):\n"
+         "    print('held', flush=True); sys.stdin.read()", sqlite_url],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert main(["sync", "files", "--stream", "justice_csv", "--connection", "drop_1"]) == 0
+        assert main(["sync", "files", "--stream", "justice_csv", "--connection", "drop_0"]) == 1
+        assert "file_drop:000.00.03.H62.justice_csv is already being synced by another run" in capsys.readouterr().err
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(30)
+    assert main(["sync", "files", "--stream", "justice_csv"]) == 0  # every folder of the setting
+    out = capsys.readouterr().out
+    assert "file_drop:000.00.03.H62.justice_csv: read 5, loaded 5" in out
+    assert "file_drop:000.00.04.H62.justice_csv: read 0" in out  # loaded before, its file archived
+    lineage = dict(query_rows(sqlite_url, "SELECT source_system, count(*) FROM fact_dossier GROUP BY source_system"))
+    assert lineage == {f"file_drop:{agency}": len(dossiers) for agency, dossiers in folders.items()}
+    batches = query_rows(sqlite_url, "SELECT source, status FROM ops_batch WHERE stream = 'justice_csv'")
+    assert sorted(batches) == [("file_drop:000.00.03.H62", "loaded"), ("file_drop:000.00.04.H62", "loaded"),
+                               ("file_drop:000.00.04.H62", "loaded")]
+
+
+def test_a_drop_folders_agency_must_be_an_agency_code(tmp_path):
+    from connectors.filedrop import FileDropConnector
+
+    with pytest.raises(ValueError, match=r"agency 'doj' of drop folder .* is not an agency code"):
+        FileDropConnector(tmp_path, agency="doj")
+    assert FileDropConnector(tmp_path).source == "file_drop"
+    assert FileDropConnector(tmp_path, agency="000.00.03.H62").source == "file_drop:000.00.03.H62"

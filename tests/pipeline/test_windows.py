@@ -52,6 +52,18 @@ def test_an_interval_in_utc_is_the_same_window_in_vietnam_time():
     assert window is not None and window.start.utcoffset() == timedelta(hours=7)
 
 
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Ho_Chi_Minh"])
+def test_an_interval_of_pendulum_datetimes_as_airflow_passes_them_is_an_aware_window(zone):
+    # Airflow's task context holds pendulum DateTimes; `-` on one in a zoneinfo zone drops the zone
+    # (a real scheduler's first scheduled run failed on it: "Window.start must be timezone-aware")
+    import pendulum
+
+    interval = (pendulum.instance(HOUR_START).in_timezone(zone), pendulum.instance(HOUR_END).in_timezone(zone))
+    window = choose("scheduled", interval=interval).window
+    assert window == choose("scheduled").window
+    assert window is not None and type(window.start) is datetime and window.start.utcoffset() == timedelta(hours=7)
+
+
 @pytest.mark.parametrize("run_type,interval", [
     ("manual", (HOUR_START, HOUR_END)),            # `airflow dags trigger` without params: sync what is new
     ("asset_triggered", (HOUR_START, HOUR_END)),

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 
 from connectors.base import Window
 from pipeline.settings import PipelineSettings
-from tests.province import FULL_WINDOW, TEST_KEY, connection_for, query_rows, table_counts
+from tests.province import FULL_WINDOW, TEST_KEY, connection_for, query_rows, settings, table_counts
 from warehouse.db import create_engine, upgrade
-from warehouse.locks import LockHolder, StreamLocked, lock_key, lock_stream
+from warehouse.locks import LockHolder, StreamLocked, lock_key, lock_stream, take_load_slot
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,6 +36,9 @@ with lock_stream(engine, sys.argv[2], sys.argv[3]):
     select.select([sys.stdin], [], [], float(sys.argv[4]))
 print("released", flush=True)
 """
+# The same for one of the warehouse's load slots: argv[2] is "slots:<n>", argv[3] is ignored.
+SLOT_HOLDER = HOLDER.replace("import lock_stream", "import take_load_slot").replace(
+    "lock_stream(engine, sys.argv[2], sys.argv[3])", "take_load_slot(engine, int(sys.argv[2][6:]), wait_seconds=0)")
 
 
 class Holder:
@@ -43,7 +46,8 @@ class Holder:
 
     def __init__(self, url: str, source: str, stream: str, hold_seconds: float = 120) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.process = subprocess.Popen([sys.executable, "-c", HOLDER, url, source, stream, str(hold_seconds)],
+        script = SLOT_HOLDER if source.startswith("slots:") else HOLDER
+        self.process = subprocess.Popen([sys.executable, "-c", script, url, source, stream, str(hold_seconds)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
@@ -151,6 +155,46 @@ def test_a_released_lock_can_be_taken_again_in_the_same_process(warehouse):
         with lock_stream(engine, "lgsp", "dossiers"):
             with pytest.raises(StreamLocked):  # not re-entrant: a second run in this process waits too
                 lock_stream(engine, "lgsp", "dossiers")
+
+
+def test_the_warehouse_load_slots_cap_concurrent_batches_across_processes(warehouse, holders):
+    url, engine = warehouse
+    first = holders(url, "slots:2", "-")
+    with take_load_slot(engine, 2, wait_seconds=0) as mine:  # the other slot
+        assert mine is not None and mine.name == "warehouse load slot 2/2"
+        with pytest.raises(StreamLocked, match=r"^all 2 warehouse load slots are in use after waiting 1 s "
+                                               r"\(LIENTHONG_WAREHOUSE_LOAD_SLOTS\); try again later$"):
+            take_load_slot(engine, 2, wait_seconds=1)
+    second = holders(url, "slots:2", "-")  # takes the slot this process left
+    first.kill()  # a killed holder's slot is free at once
+    with take_load_slot(engine, 2, wait_seconds=0) as again:
+        assert again is not None and again.name == "warehouse load slot 1/2"
+    second.release()
+
+
+def test_a_batch_waits_for_a_free_load_slot(warehouse, holders):
+    url, engine = warehouse
+    holders(url, "slots:1", "-", hold_seconds=1.5)  # releases by itself
+    started = time.monotonic()
+    with take_load_slot(engine, 1, wait_seconds=60):
+        assert 0.5 < time.monotonic() - started < 30
+    assert take_load_slot(engine, 0, wait_seconds=0) is None  # 0: no cap
+
+
+def test_a_sync_takes_a_load_slot_for_its_batch(warehouse, holders, portal):
+    url, engine = warehouse
+    from pipeline.sync import sync_stream
+
+    holders(url, "slots:1", "-")
+    before = table_counts(url)
+    with pytest.raises(StreamLocked, match="all 1 warehouse load slots are in use"):
+        sync_stream("national_portal", "procedures", engine=engine, connection=connection_for(portal),
+                    settings=settings(warehouse_load_slots=1, load_slot_wait_seconds=0.5), window=FULL_WINDOW)
+    assert table_counts(url) == before  # refused before its batch opened
+    # and the stream's lock was let go: with a free slot the same sync runs
+    outcome = sync_stream("national_portal", "procedures", engine=engine, connection=connection_for(portal),
+                          settings=settings(warehouse_load_slots=2), window=FULL_WINDOW)
+    assert outcome.rows_loaded > 0
 
 
 def test_lock_keys_are_stable_and_distinct():
