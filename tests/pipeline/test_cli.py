@@ -103,3 +103,17 @@ def test_unreachable_warehouse_is_one_line(cli_env, monkeypatch, capsys):
     monkeypatch.setenv("WAREHOUSE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert main(["db", "upgrade"]) == 1
     assert "warehouse" in _one_error_line(capsys)
+
+
+def test_pools_are_printed_and_written_as_airflow_pools_import_reads_them(tmp_path, capsys):
+    from pipeline.pools import POOLS
+
+    assert main(["pools"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {pool.name: {"slots": pool.slots, "description": pool.description, "include_deferred": False}
+                       for pool in POOLS}
+    assert all(isinstance(spec["slots"], int) and spec["slots"] >= 1 for spec in printed.values())
+    out = tmp_path / "pools.json"
+    assert main(["pools", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {len(POOLS)} pools to {out} (then: airflow pools import {out})"
+    assert json.loads(out.read_text(encoding="utf-8")) == printed
