@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -80,10 +81,15 @@ def name_mask(text: object, name: object) -> str | None:
     """
     clean = text_normalise(text)
     person = text_normalise(name)
-    if clean is None or person is None:
-        return clean
-    pattern = re.compile(rf"(?<!\w){re.escape(person)}(?!\w)", re.IGNORECASE)
-    return pattern.sub(NAME_MASK, clean)
+    if clean is None or person is None or person.casefold() not in clean.casefold():
+        return clean  # (a case-insensitive match is a casefolded substring: no pattern needed)
+    return _name_pattern(person).sub(NAME_MASK, clean)
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_pattern(person: str) -> re.Pattern[str]:
+    # re's own cache holds 512 patterns: a province's applicants are many more
+    return re.compile(rf"(?<!\w){re.escape(person)}(?!\w)", re.IGNORECASE)
 
 
 def payload_mask(record: dict[str, Any], key: PseudonymKey) -> str:
