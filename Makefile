@@ -11,12 +11,13 @@ PACKAGES := connectors transforms standards quality warehouse pipeline reporting
 export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test crash-test install lint clean help
+.PHONY: demo test crash-test bench install lint clean help
 
 help:
 	@echo "make demo   run every source's DAG through Airflow on the simulated province and print the report"
 	@echo "make test   run the test suite (PostgreSQL tests use TEST_POSTGRES_URL)"
 	@echo "make crash-test  kill the sync at every crash point, re-run, compare (SQLite and PostgreSQL); updates docs/reliability.md"
+	@echo "make bench  throughput of the pipeline vs raw COPY, pandas to_sql and target-postgres (PostgreSQL, MariaDB); updates docs/benchmarks.md"
 	@echo "make lint   ruff and mypy over the packages"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -38,6 +39,11 @@ test: $(STAMP)
 # (e.g. CRASH_ARGS="--db sqlite --sources lgsp").
 crash-test: $(STAMP)
 	$(BIN)/python -m tests.reliability.crash_harness --doc docs/reliability.md $(CRASH_ARGS)
+
+# N = 10^5 and 10^6 by default; BENCH_ARGS passes options (e.g. BENCH_ARGS="--n 100000 --with-1e7").
+# target-postgres runs from its own venv (.venv-bench, tests/benchmarks/bench-constraints.txt).
+bench: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.bench --doc docs/benchmarks.md $(BENCH_ARGS)
 
 # mypy reads its file list from pyproject.toml ([tool.mypy] files): the same packages.
 lint: $(STAMP)

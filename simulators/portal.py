@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -146,7 +146,7 @@ class _Listing:
 
     def select(
         self, since: str | None, until: str | None, agencies: frozenset[str] | None
-    ) -> list[int]:
+    ) -> Sequence[int]:
         """Positions whose NgayCapNhat is within [since, until] (both inclusive, either open)."""
         lo = bisect.bisect_left(self.updated, since) if since else 0
         hi = bisect.bisect_right(self.updated, until) if until else len(self.updated)
@@ -199,7 +199,7 @@ class ScaledListing(_Listing):
         self._removed: set[int] = set()  # positions whose record was touched (served at the end)
         self._touched: list[str] = []
         self._touched_updated: list[str] = []
-        self._selected: tuple[tuple[Any, ...], range | list[int]] | None = None
+        self._selected: tuple[tuple[Any, ...], Sequence[int]] | None = None
 
     def __len__(self) -> int:
         return self.n + len(self._touched)
@@ -233,7 +233,7 @@ class ScaledListing(_Listing):
 
     def select(
         self, since: str | None, until: str | None, agencies: frozenset[str] | None
-    ) -> list[int] | range:  # type: ignore[override]  # a range stands for a long list
+    ) -> Sequence[int]:
         # A client pages through one window: every page asks the same selection again.
         asked = (since, until, agencies)
         if self._selected is None or self._selected[0] != asked:
@@ -242,7 +242,7 @@ class ScaledListing(_Listing):
 
     def _select(
         self, since: str | None, until: str | None, agencies: frozenset[str] | None
-    ) -> list[int] | range:
+    ) -> Sequence[int]:
         lo = bisect.bisect_left(self.updated, since) * self.copies if since else 0
         hi = bisect.bisect_right(self.updated, until) * self.copies if until else self.n
         served = range(min(lo, self.n), min(hi, self.n))
@@ -411,7 +411,7 @@ class PortalSimulator(LoopbackServer):
             return [listing.record(i) for i in range(len(listing))]
 
     @staticmethod
-    def _change(listing: _Listing, fault: str, window: list[int], until: str | None) -> None:
+    def _change(listing: _Listing, fault: str, window: Sequence[int], until: str | None) -> None:
         """What a record of the window's first page undergoes while a client pages (ANSWER_FAULTS)."""
         if not window:
             return
