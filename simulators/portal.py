@@ -179,8 +179,9 @@ class ScaledListing(_Listing):
     """A generated province's dossiers served `n` times over, each record copied under fresh codes.
 
     For benchmarks at 10^6–10^7 dossiers: only the base listing is held in memory. Position p
-    serves copy p % copies of base record p // copies (`copy_code`), so the copies of a record
-    share its NgayCapNhat and the serving order stays sorted by it. `touch` changes records the
+    serves copy p % copies of base record p // copies (`copy_code`; a run of identical base
+    records, a planted duplicate row, is served copy by copy so that it stays a repeated row), so
+    the copies of a record share its NgayCapNhat and the serving order stays sorted by it. `touch` changes records the
     way a source does: they get a new NgayCapNhat and move to the end of the serving order.
     Listing faults ("move", "insert") are not served by a scaled listing.
     """
@@ -196,6 +197,14 @@ class ScaledListing(_Listing):
                              f"each (at most {MAX_COPIES}): generate a larger base")
         self.n = n
         self._codes = [key for _, key, _ in self.order]
+        # A record the base lists twice in a row (a planted duplicate row) stays listed twice in a
+        # row in every copy: its run of identical records is served copy by copy.
+        self._run_start = list(range(base))
+        self._run_size = [1] * base
+        for i in range(1, base):
+            if self.encoded[i] == self.encoded[i - 1]:
+                start = self._run_start[i] = self._run_start[i - 1]
+                self._run_size[start] += 1
         self._removed: set[int] = set()  # positions whose record was touched (served at the end)
         self._touched: list[str] = []
         self._touched_updated: list[str] = []
@@ -207,8 +216,9 @@ class ScaledListing(_Listing):
     def text(self, position: int) -> str:
         if position >= self.n:
             return self._touched[position - self.n]
-        base, copy = divmod(position, self.copies)
-        text, code = self.encoded[base], self._codes[base]
+        start = self._run_start[position // self.copies]
+        copy, offset = divmod(position - start * self.copies, self._run_size[start])
+        text, code = self.encoded[start + offset], self._codes[start + offset]
         new = copy_code(code, copy) if code else None
         return text if new is None or new == code else text.replace(code, new)
 
