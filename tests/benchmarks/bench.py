@@ -7,7 +7,7 @@
 For each N: a generated province (simulators/generator.py) is scaled to N dossier records served
 by the portal simulator (`ScaledListing`: copies of the base under fresh dossier codes, only the
 base in memory). Then, on PostgreSQL and with the CLI's `lienthong sync` in a child process (its
-peak RSS read with `os.wait4`):
+peak RSS: VmHWM of its /proc/self/status as it ends):
 
 1. national-portal path: the catalogue (untimed), then a full sync of the dossiers over HTTP;
 2. the rows it loaded into `fact_dossier`, exported once, are loaded again by a raw psycopg COPY
@@ -152,26 +152,40 @@ def reset_warehouse(url: str) -> None:
 
 # ── the pipeline, in a child process ───────────────────────────────────────────────────────────
 
+# The child's own peak RSS: VmHWM of its address space, read as it ends. (`ru_maxrss` of a child
+# also counts the pages of the parent it was forked from, before exec: the bench's listing.)
+CHILD = """
+import pathlib, sys
+from pipeline.cli import main
+out = pathlib.Path(sys.argv.pop(1))
+try:
+    code = main(sys.argv[1:])
+finally:
+    status = pathlib.Path("/proc/self/status").read_text().splitlines()
+    out.write_text(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+sys.exit(code)
+"""
+
+
 def run_sync(args: Sequence[str], env: dict[str, str], url: str, log: Path) -> Run:
     """`lienthong sync ARGS` in a child process: wall time, peak RSS, and its batch's counts."""
+    peak = log.with_name("peak_rss_kb")
     started = time.perf_counter()
     with log.open("a") as out:
         out.write(f"\n$ lienthong sync {' '.join(args)}\n")
         out.flush()
-        child = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "sync", *args],
-                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
+        code = subprocess.call([sys.executable, "-c", CHILD, str(peak), "sync", *args],
+                               cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise RuntimeError(f"lienthong sync {' '.join(args)} failed ({child.returncode}); see {log}")
+    if code != 0:
+        raise RuntimeError(f"lienthong sync {' '.join(args)} failed ({code}); see {log}")
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         read, loaded, quarantined = conn.execute(sa.text(
             "SELECT rows_read, rows_loaded, rows_quarantined FROM ops_batch "
             "ORDER BY finished_at DESC LIMIT 1")).one()
     engine.dispose()
-    return Run(seconds, usage.ru_maxrss / 1024, read, loaded, quarantined)
+    return Run(seconds, int(peak.read_text()) / 1024, read, loaded, quarantined)
 
 
 def child_env(url: str, portal_url: str, mariadb_url: str | None) -> dict[str, str]:
