@@ -11,7 +11,7 @@ PACKAGES := connectors transforms standards quality warehouse pipeline reporting
 export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test crash-test cluster-test install lint clean help
+.PHONY: demo test crash-test cluster-test bench install lint clean help
 
 help:
 	@echo "make demo   run every source's DAG through Airflow on the simulated province and print the report"
@@ -19,6 +19,7 @@ help:
 	@echo "make crash-test  kill the sync at every crash point, re-run, compare (SQLite and PostgreSQL); updates docs/reliability.md"
 	@echo "make cluster-test  the DAGs on a real CeleryExecutor cluster on loopback: api-server, scheduler,"
 	@echo "                   dag-processor, two celery workers (PostgreSQL metadata, Redis broker)"
+	@echo "make bench  throughput of the pipeline vs raw COPY, pandas to_sql and target-postgres (PostgreSQL, MariaDB); updates docs/benchmarks.md"
 	@echo "make lint   ruff and mypy over the packages"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -46,6 +47,11 @@ crash-test: $(STAMP)
 # after `make test`. CLUSTER_ARGS passes options (e.g. CLUSTER_ARGS="--keep").
 cluster-test: $(STAMP)
 	$(BIN)/python -m tests.cluster.harness $(CLUSTER_ARGS)
+
+# N = 10^5 and 10^6 by default; BENCH_ARGS passes options (e.g. BENCH_ARGS="--n 100000 --with-1e7").
+# target-postgres runs from its own venv (.venv-bench, tests/benchmarks/bench-constraints.txt).
+bench: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.bench --doc docs/benchmarks.md $(BENCH_ARGS)
 
 # mypy reads its file list from pyproject.toml ([tool.mypy] files): the same packages.
 lint: $(STAMP)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ __all__ = ["VARIANTS", "create_onestop_database", "mapping_path"]
 
 VARIANTS = ("a", "b")
 _INSERT_BATCH = 1000
+_FILL_CHUNK = 20_000  # dossiers built into rows at a time
 
 # The software's own vocabularies (what its users see), kept apart from the mapping files on
 # purpose: the round-trip tests then check the mapping files against the software.
@@ -56,22 +58,36 @@ def create_onestop_database(
     _check(variant)
     engine = url if isinstance(url, sa.Engine) else sa.create_engine(url)
     try:
-        records = list(dossiers)
-        catalogue = list(procedures) if procedures is not None else _procedures_of(records)
-        metadata = sa.MetaData()
+        if procedures is None or variant == "b":  # b numbers its own codes over every dossier's
+            records = list(dossiers)
+            catalogue = list(procedures) if procedures is not None else _procedures_of(records)
+            chunks: Iterable[list[dict[str, Any]]] = [records]
+        else:  # with the catalogue given, dossiers are written as they come (10^6 and more)
+            catalogue = list(procedures)
+            chunks = _chunks(dossiers, _FILL_CHUNK)
         build = _build_a if variant == "a" else _build_b
-        fills = build(metadata, records, catalogue)
         with engine.begin() as conn:
-            metadata.create_all(conn)
-            for table, rows in fills:
-                for start in range(0, len(rows), _INSERT_BATCH):
-                    chunk = rows[start : start + _INSERT_BATCH]
-                    if chunk:
-                        conn.execute(table.insert(), chunk)
+            for n, chunk in enumerate(chunks):
+                metadata = sa.MetaData()
+                fills = build(metadata, chunk, catalogue if n == 0 else [])
+                if n == 0:
+                    metadata.create_all(conn)
+                for table, rows in fills:
+                    for start in range(0, len(rows), _INSERT_BATCH):
+                        conn.execute(table.insert(), rows[start : start + _INSERT_BATCH])
     finally:
         if not isinstance(url, sa.Engine):
             engine.dispose()
     return mapping_path(variant)
+
+
+def _chunks(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Lists of at most `size` records; at least one list (empty for no records)."""
+    iterator = iter(records)
+    chunk = list(itertools.islice(iterator, size))
+    yield chunk
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def _check(variant: str) -> None:

@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -21,7 +21,7 @@ from simulators.generator import load_records
 from simulators.loopback import LoopbackHandler, LoopbackServer, serve_until_interrupted
 from transforms.timefmt import LOCAL_TZ, format_portal_time
 
-__all__ = ["FAULTS", "PortalSimulator", "main"]
+__all__ = ["FAULTS", "PortalSimulator", "ScaledListing", "copy_code", "main"]
 
 PROVINCE_AGENCY = "000.00.00.H62"  # madonvi asking for the whole province
 MAX_PAGE_SIZE = 1000
@@ -114,8 +114,12 @@ class _Listing:
     def __len__(self) -> int:
         return len(self.encoded)
 
+    def text(self, position: int) -> str:
+        """The record served at `position`, as JSON text."""
+        return self.encoded[position]
+
     def record(self, position: int) -> dict[str, Any]:
-        return json.loads(self.encoded[position])
+        return json.loads(self.text(position))
 
     def put(self, record: dict[str, Any], replacing: int | None = None) -> None:
         """Place `record` in serving order (served last among equals); take out `replacing` first."""
@@ -142,13 +146,131 @@ class _Listing:
 
     def select(
         self, since: str | None, until: str | None, agencies: frozenset[str] | None
-    ) -> list[int]:
+    ) -> Sequence[int]:
         """Positions whose NgayCapNhat is within [since, until] (both inclusive, either open)."""
         lo = bisect.bisect_left(self.updated, since) if since else 0
         hi = bisect.bisect_right(self.updated, until) if until else len(self.updated)
         if agencies is None:
             return list(range(lo, hi))
         return [i for i in range(lo, hi) if self.agencies[i] in agencies]
+
+
+# A dossier code ends in its 4-digit sequence of the agency's day: a replica's sequence is prefixed
+# with its copy number (two digits), which the portal's code pattern (4 to 6 digits) still accepts.
+_SEQUENCE = re.compile(r"^(.*-)([0-9]{4})$")
+MAX_COPIES = 100
+
+
+def copy_code(code: str, copy: int) -> str | None:
+    """The dossier code of the `copy`-th replica of a dossier (copy 0: the code itself).
+
+    None when the code has no 4-digit sequence to number (a planted bad code): such a record's
+    replicas all keep its code, and the pipeline merges them as duplicates.
+    """
+    if not 0 <= copy < MAX_COPIES:
+        raise ValueError(f"copy must be 0..{MAX_COPIES - 1}, got {copy}")
+    if copy == 0:
+        return code
+    match = _SEQUENCE.match(code)
+    return f"{match[1]}{copy:02d}{match[2]}" if match else None
+
+
+class ScaledListing(_Listing):
+    """A generated province's dossiers served `n` times over, each record copied under fresh codes.
+
+    For benchmarks at 10^6–10^7 dossiers: only the base listing is held in memory. Position p
+    serves copy p % copies of base record p // copies (`copy_code`; a run of identical base
+    records, a planted duplicate row, is served copy by copy so that it stays a repeated row), so
+    the copies of a record share its NgayCapNhat and the serving order stays sorted by it. `touch` changes records the
+    way a source does: they get a new NgayCapNhat and move to the end of the serving order.
+    Listing faults ("move", "insert") are not served by a scaled listing.
+    """
+
+    def __init__(self, records: Iterable[dict[str, Any]], n: int) -> None:
+        super().__init__(records, "MaHoSo", "DonViXuLy")
+        base = len(self.encoded)
+        if base == 0 or n < 1:
+            raise ValueError("a scaled listing needs a base record and n >= 1")
+        self.copies = -(-n // base)
+        if self.copies > MAX_COPIES:
+            raise ValueError(f"{n} dossiers from {base} base records needs {self.copies} copies "
+                             f"each (at most {MAX_COPIES}): generate a larger base")
+        self.n = n
+        self._codes = [key for _, key, _ in self.order]
+        # A record the base lists twice in a row (a planted duplicate row) stays listed twice in a
+        # row in every copy: its run of identical records is served copy by copy.
+        self._run_start = list(range(base))
+        self._run_size = [1] * base
+        for i in range(1, base):
+            if self.encoded[i] == self.encoded[i - 1]:
+                start = self._run_start[i] = self._run_start[i - 1]
+                self._run_size[start] += 1
+        self._removed: set[int] = set()  # positions whose record was touched (served at the end)
+        self._touched: list[str] = []
+        self._touched_updated: list[str] = []
+        self._selected: tuple[tuple[Any, ...], Sequence[int]] | None = None
+
+    def __len__(self) -> int:
+        return self.n + len(self._touched)
+
+    def text(self, position: int) -> str:
+        if position >= self.n:
+            return self._touched[position - self.n]
+        start = self._run_start[position // self.copies]
+        copy, offset = divmod(position - start * self.copies, self._run_size[start])
+        text, code = self.encoded[start + offset], self._codes[start + offset]
+        new = copy_code(code, copy) if code else None
+        return text if new is None or new == code else text.replace(code, new)
+
+    def put(self, record: dict[str, Any], replacing: int | None = None) -> None:
+        raise NotImplementedError("a scaled listing serves no listing faults")
+
+    def touch(self, every: int, updated: str, change: dict[str, Any] | None = None) -> int:
+        """Change every `every`-th dossier at the source: NgayCapNhat `updated` (and `change`d
+        fields); the changed records are served after the others. Returns how many changed."""
+        positions = [p for p in range(0, self.n, every) if p not in self._removed]
+        for position in positions:
+            record = self.record(position)
+            record.update(change or {}, NgayCapNhat=updated)
+            self._removed.add(position)
+            self._touched.append(json.dumps(record, ensure_ascii=False))
+            self._touched_updated.append(updated)
+        order = sorted(range(len(self._touched)), key=self._touched_updated.__getitem__)
+        self._touched = [self._touched[i] for i in order]
+        self._touched_updated = [self._touched_updated[i] for i in order]
+        self._selected = None
+        return len(positions)
+
+    def select(
+        self, since: str | None, until: str | None, agencies: frozenset[str] | None
+    ) -> Sequence[int]:
+        # A client pages through one window: every page asks the same selection again.
+        asked = (since, until, agencies)
+        if self._selected is None or self._selected[0] != asked:
+            self._selected = (asked, self._select(since, until, agencies))
+        return self._selected[1]
+
+    def _select(
+        self, since: str | None, until: str | None, agencies: frozenset[str] | None
+    ) -> Sequence[int]:
+        lo = bisect.bisect_left(self.updated, since) * self.copies if since else 0
+        hi = bisect.bisect_right(self.updated, until) * self.copies if until else self.n
+        served = range(min(lo, self.n), min(hi, self.n))
+        t_lo = bisect.bisect_left(self._touched_updated, since) if since else 0
+        t_hi = bisect.bisect_right(self._touched_updated, until) if until else len(self._touched)
+        touched = range(self.n + t_lo, self.n + t_hi)
+        if agencies is None and not self._removed and not touched:
+            return served
+        return [
+            p for p in itertools.chain(served, touched)
+            if p not in self._removed
+            and (agencies is None or self._agency(p) in agencies)
+        ]
+
+    def _agency(self, position: int) -> str:
+        if position >= self.n:
+            return str(json.loads(self._touched[position - self.n]).get(self.agency_field, ""))
+        return self.agencies[position // self.copies]
 
 
 class _ParameterError(ValueError):
@@ -161,7 +283,7 @@ class PortalSimulator(LoopbackServer):
     def __init__(
         self,
         procedures: list[dict[str, Any]] | None = None,
-        dossiers: list[dict[str, Any]] | None = None,
+        dossiers: list[dict[str, Any]] | _Listing | None = None,
         data_dir: Path | None = None,
         username: str = "demo",
         password: str = "demo",
@@ -177,7 +299,8 @@ class PortalSimulator(LoopbackServer):
                 dossiers = list(load_records(data_dir / "dossiers.jsonl"))
         self._listings = {
             "LayDanhSachTTHC": _Listing(procedures or [], "MaTTHC", "MaCoQuanThucHien"),
-            "LayDanhSachHoSo": _Listing(dossiers or [], "MaHoSo", "DonViXuLy"),
+            "LayDanhSachHoSo": dossiers if isinstance(dossiers, _Listing)
+            else _Listing(dossiers or [], "MaHoSo", "DonViXuLy"),
         }
         self._username = username
         self._password = password
@@ -287,7 +410,7 @@ class PortalSimulator(LoopbackServer):
             chunk = positions[(page - 1) * size : page * size]
             if fault == "short":
                 chunk = chunk[:-1]
-            result = ",".join(listing.encoded[i] for i in chunk)
+            result = ",".join(listing.text(i) for i in chunk)
         head = _json({"error_code": "00", "tongso": len(positions), "trang": page, "sodong": size})
         return f'{head[:-1]}, "result": [{result}]}}'
 
@@ -298,7 +421,7 @@ class PortalSimulator(LoopbackServer):
             return [listing.record(i) for i in range(len(listing))]
 
     @staticmethod
-    def _change(listing: _Listing, fault: str, window: list[int], until: str | None) -> None:
+    def _change(listing: _Listing, fault: str, window: Sequence[int], until: str | None) -> None:
         """What a record of the window's first page undergoes while a client pages (ANSWER_FAULTS)."""
         if not window:
             return

@@ -82,8 +82,31 @@ def name_mask(text: object, name: object) -> str | None:
     person = text_normalise(name)
     if clean is None or person is None:
         return clean
-    pattern = re.compile(rf"(?<!\w){re.escape(person)}(?!\w)", re.IGNORECASE)
-    return pattern.sub(NAME_MASK, clean)
+    folded, target = clean.casefold(), person.casefold()
+    if not target or len(folded) != len(clean) or len(target) != len(person):  # a letter folds to several
+        return name_pattern(person).sub(NAME_MASK, clean)
+    # The same matches as `name_pattern` (re.sub: leftmost first, never overlapping), found with
+    # str.find: compiling a pattern per applicant cost more than the rest of the transform.
+    parts, done, start = [], 0, folded.find(target)
+    while start != -1:
+        end = start + len(target)
+        if _word_at(clean, start - 1) or _word_at(clean, end):
+            start = folded.find(target, start + 1)
+            continue
+        parts += [clean[done:start], NAME_MASK]
+        done = end
+        start = folded.find(target, end)
+    return "".join(parts) + clean[done:] if parts else clean
+
+
+def name_pattern(person: str) -> re.Pattern[str]:
+    """The pattern `name_mask` applies: the name as whole words, ignoring case."""
+    return re.compile(rf"(?<!\w){re.escape(person)}(?!\w)", re.IGNORECASE)
+
+
+def _word_at(text: str, index: int) -> bool:
+    """Whether text[index] is a word character as `re` sees one (`\\w`); False outside the text."""
+    return 0 <= index < len(text) and (text[index].isalnum() or text[index] == "_")
 
 
 def payload_mask(record: dict[str, Any], key: PseudonymKey) -> str:

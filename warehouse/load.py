@@ -129,7 +129,7 @@ class BatchWriter:
         self.batch_id = batch_id
         self.target = ENTITY_TABLES[entity]
         self.key = ENTITY_KEYS[entity]
-        self._staging = _StagingTables(self.target)
+        self._staging = _StagingTables(self.target, self.key)
         self._conn: sa.Connection | None = None
         self._txn: sa.RootTransaction | None = None
         self._state = "new"  # new → open → committed | aborted
@@ -297,6 +297,8 @@ class BatchWriter:
             self._replace_reports(conn, now)
         else:
             self._upsert_target(conn, now)
+        if self.entity in ("dossier", "procedure"):
+            self._record_won(conn)
         if self.entity == "dossier":
             self._replace_events(conn)
         elif self.entity == "procedure":
@@ -443,16 +445,29 @@ class BatchWriter:
         )
         conn.execute(stmt)
 
+    def _record_won(self, conn: sa.Connection) -> None:
+        """Stage the keys of the batch whose target row is now this batch's version (not a newer
+        one kept), once, keyed and analyzed.
+
+        The target's statistics are stale right after the upsert (autovacuum has not seen it):
+        joined to it directly, the planner expects a handful of rows and nests loops over every
+        staged event (quadratic in the batch).
+        """
+        main, target, won = self._staging.main, self.target, self._staging.won
+        select = (sa.select(main.c[self.key], main.c._with_events)
+                  .join(target, target.c[self.key] == main.c[self.key])
+                  .where(target.c.batch_id == self.batch_id))
+        conn.execute(sa.insert(won).from_select(["key", "_with_events"], select))
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"ANALYZE {won.name}")
+
     def _won(self) -> sa.Select:
-        """Keys of the batch whose target row is now this batch's version (not a newer one kept)."""
-        main, target = self._staging.main, self.target
-        return (sa.select(main.c[self.key])
-                .join(target, target.c[self.key] == main.c[self.key])
-                .where(target.c.batch_id == self.batch_id))
+        """Keys of the batch whose target row is now this batch's version (`_record_won`)."""
+        return sa.select(self._staging.won.c.key)
 
     def _replace_events(self, conn: sa.Connection) -> None:
-        main, event = self._staging.main, self._staging.event
-        replaced = self._won().where(main.c._with_events == 1)
+        event, won = self._staging.event, self._staging.won
+        replaced = self._won().where(won.c._with_events == 1)
         conn.execute(sa.delete(fact_dossier_event).where(fact_dossier_event.c.dossier_code.in_(replaced)))
         # A dossier sent twice in the batch brings its steps twice: keep the last staged.
         rank = sa.func.row_number().over(partition_by=(event.c.dossier_code, event.c.seq),
@@ -580,7 +595,7 @@ _LEVEL_COLUMNS = ("procedure_code", "_row", "valid_from", "valid_to", "online_le
 class _StagingTables:
     """Temporary tables of one batch (per connection; dropped at commit, gone on rollback)."""
 
-    def __init__(self, target: sa.Table) -> None:
+    def __init__(self, target: sa.Table, key: str) -> None:
         md = sa.MetaData()
 
         def temporary(name: str, *columns: sa.Column[Any]) -> sa.Table:
@@ -602,7 +617,9 @@ class _StagingTables:
                                sa.Column("valid_from", sa.Date), sa.Column("valid_to", sa.Date),
                                sa.Column("online_level", sa.SmallInteger),
                                sa.Column("is_current", sa.Boolean))
-        self.tables = (self.main, self.digest, self.event, self.level)
+        self.won = temporary("_stg_won", sa.Column("key", target.c[key].type, primary_key=True),
+                             sa.Column("_with_events", sa.SmallInteger))
+        self.tables = (self.main, self.digest, self.event, self.level, self.won)
 
     def create(self, conn: sa.Connection) -> None:
         for table in self.tables:

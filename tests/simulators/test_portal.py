@@ -509,3 +509,30 @@ def test_push_needs_a_session_and_takes_faults(small):
             "isUpdating": "False", "data": [pushed_dossier()]}
     assert post(small.url, "/api", body).status == 500 and small.pushed == {}
     assert post(small.url, "/api", body).json()["error_code"] == "00"
+
+
+def test_a_scaled_listing_serves_fresh_copies_in_update_order():
+    from simulators.portal import ScaledListing, copy_code
+
+    base = [{"MaHoSo": f"000.00.04.H62-160101-{i:04d}", "NgayCapNhat": f"2016010{1 + i // 2}080000",
+             "DonViXuLy": "000.00.04.H62", "SoBienNhan": f"000.00.04.H62-160101-{i:04d}"} for i in range(4)]
+    base.insert(2, dict(base[1]))  # a duplicate row, served twice in a row
+    base.append({"MaHoSo": "bad code", "NgayCapNhat": "20160109080000", "DonViXuLy": "000.00.04.H62"})
+    listing = ScaledListing(base, 15)
+    served = [listing.record(p) for p in range(len(listing))]
+    assert len(served) == 15 and listing.copies == 3
+    assert [r["NgayCapNhat"] for r in served] == sorted(r["NgayCapNhat"] for r in served)
+    assert all(r["SoBienNhan"] == r["MaHoSo"] for r in served if "SoBienNhan" in r)
+    codes = [r["MaHoSo"] for r in served]
+    repeated = [a for a, b in zip(codes, codes[1:], strict=False) if a == b]
+    assert repeated == ["000.00.04.H62-160101-0001", "000.00.04.H62-160101-010001", "000.00.04.H62-160101-020001"]
+    assert len(set(codes)) == 12  # 4 codes x 3 copies; the duplicate rows repeat
+    assert copy_code("000.00.04.H62-160101-0001", 2) == "000.00.04.H62-160101-020001"
+    assert copy_code("bad code", 1) is None
+    window = listing.select("20160102000000", "20160102235959", None)
+    assert {served[p]["NgayCapNhat"] for p in window} == {"20160102080000"} and len(window) == 6
+    assert listing.touch(5, "20170901000000") == 3
+    assert len(listing) == 18
+    moved = listing.select("20170901000000", None, None)
+    assert [listing.record(p)["MaHoSo"] for p in moved] == [codes[0], codes[5], codes[10]]
+    assert len(listing.select(None, None, None)) == 15

@@ -171,3 +171,37 @@ def test_procedure_maps_with_its_level_history():
     assert row["levels"] == [{"online_level": 2, "valid_from": date(2008, 8, 1)},
                              {"online_level": 3, "valid_from": date(2014, 12, 1)}]
     assert row["_errors"] == []
+
+
+def _masked_by_pattern(text, name):
+    """`name_mask` as it was written first: the name's pattern (`name_pattern`) substituted."""
+    from transforms.portal import NAME_MASK, name_pattern
+
+    clean, person = text_normalise(text), text_normalise(name)
+    if clean is None or person is None:
+        return clean
+    return name_pattern(person).sub(NAME_MASK, clean)
+
+
+@pytest.mark.parametrize("text, name", [
+    ("Cấp phép - An", "an"), ("Anan an_an an", "an"), ("an an an", "an an"), ("An1 an", "an"),
+    ("Xin cấp - NGUYỄN VĂN AN", "Nguyễn Văn An"), ("Straße - STRASSE", "straße"), ("İstanbul", "i"),
+    ("ſam - Sam", "sam"), ("a - ", " "), ("Đăng ký - Lê Văn Anh, Lê Văn An", "Lê Văn An"),
+])
+def test_name_mask_finds_what_the_pattern_finds(text, name):
+    from transforms.portal import name_mask
+
+    assert name_mask(text, name) == _masked_by_pattern(text, name)
+
+
+def test_name_mask_equals_the_pattern_on_a_generated_province(province_records):
+    """Every summary and processing note of the generated province, with its applicant's name."""
+    from transforms.portal import name_mask
+
+    _, dossiers = province_records
+    pairs = [(d.get("TrichYeuHoSo"), d.get("ChuHoSo")) for d in dossiers]
+    pairs += [(step.get("NoiDungXuLy"), d.get("ChuHoSo")) for d in dossiers
+              for step in d.get("QuaTrinhXuLy") or [] if isinstance(step, dict)]
+    differing = [(t, n) for t, n in pairs if name_mask(t, n) != _masked_by_pattern(t, n)]
+    assert len(pairs) > 10_000
+    assert not differing, differing[:5]
