@@ -34,8 +34,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/lienthong demo
 
+# Two pytest workers (pytest-xdist), a test file per worker at a time: the module-scoped
+# provinces are built once. TEST_WORKERS=0 runs in this one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Every kill point of every source on both databases (docs/reliability.md); CRASH_ARGS passes options
 # (e.g. CRASH_ARGS="--db sqlite --sources lgsp").
