@@ -107,34 +107,22 @@ def filler_for(n: int) -> int:
 
 
 @contextmanager
-def postgres_database(url: str) -> Iterator[str]:
-    """The database of `url`, created for the run and dropped after it."""
+def scratch_database(url: str) -> Iterator[str]:
+    """The database of `url` (PostgreSQL or MariaDB), created for the run and dropped after it."""
     parsed = make_url(url)
-    admin = parsed.set(database="postgres").render_as_string(hide_password=False)
-    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    if parsed.get_backend_name() == "postgresql":
+        admin, name, options, force = "postgres", f'"{parsed.database}"', "", " WITH (FORCE)"
+    else:
+        admin, name, options, force = "mysql", f"`{parsed.database}`", " CHARACTER SET utf8mb4", ""
+    engine = sa.create_engine(parsed.set(database=admin), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{parsed.database}"')
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}{options}")
     try:
         yield url
     finally:
         with engine.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
-        engine.dispose()
-
-
-@contextmanager
-def mariadb_database(url: str) -> Iterator[str]:
-    parsed = make_url(url)
-    engine = sa.create_engine(parsed.set(database="mysql"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{parsed.database}`")
-        conn.exec_driver_sql(f"CREATE DATABASE `{parsed.database}` CHARACTER SET utf8mb4")
-    try:
-        yield url
-    finally:
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{parsed.database}`")
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
         engine.dispose()
 
 
@@ -533,8 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = work / "sync.log"
     say(f"work folder {work}; sync output in {log}")
     results = []
-    with postgres_database(args.postgres_url) as url:
-        with mariadb_database(args.mariadb_url) if "one-stop" in paths else _nothing() as mariadb_url:
+    with scratch_database(args.postgres_url) as url:
+        with scratch_database(args.mariadb_url) if "one-stop" in paths else _nothing() as mariadb_url:
             versions = server_versions(url, mariadb_url)
             for n in sizes:
                 figures = bench_n(n, url=url, mariadb_url=mariadb_url, work=work,
