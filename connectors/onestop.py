@@ -382,6 +382,12 @@ class OneStopConnector(Connector):
             self.engine, self._owns_engine = sa.create_engine(to_sqlalchemy_url(url_or_engine)), True
         self._procedure_codes: dict[str, str] | None = None
 
+    reads_apart: ClassVar[bool] = True  # a read leaves nothing to do after it
+
+    def after_fork(self) -> None:
+        """Leave the parent's pooled connections to it: this process opens its own."""
+        self.engine.dispose(close=False)
+
     def close(self) -> None:
         """Dispose of the engine the connector created (not one it was given)."""
         if self._owns_engine:

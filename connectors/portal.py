@@ -68,6 +68,7 @@ class PortalConnector(HttpJsonConnector):
             endpoint="LayDanhSachHoSo",
         ),
     )
+    reads_apart: ClassVar[bool] = True  # a read leaves nothing to do after it
     max_page_size: ClassVar[int | None] = 1000  # the portal's `sodong` limit
     total_name: ClassVar[str] = "tongso"  # the portal's count of the window's records
     login_path: ClassVar[str] = "/login"

@@ -29,8 +29,14 @@ class PipelineSettings(BaseSettings):
         default=None, description="the keys before pseudonym_key, oldest first, comma-separated "
                                   "(empty until the first `lienthong keys rotate-pseudonym`)")
     chunk_size: int = Field(default=5000, ge=1,
-                            description="records transformed, validated and staged at once")
+                            description="records read and transformed at once")
     page_size: int = Field(default=500, ge=1, le=1000, description="records asked per portal page")
+    read_process: bool = Field(default=True,
+                               description="read and transform a source in a process of its own (a second "
+                                           "core), where its connector allows it; off: in a thread")
+    gate_rows: int = Field(default=25_000, ge=1,
+                           description="rows the quality gate validates at once (chunks are gathered to "
+                                       "this many: each Great Expectations validation has a fixed cost)")
     lookback_minutes: int = Field(default=60, ge=0,
                                   description="incremental window starts this long before the watermark")
     initial_start: datetime = Field(default=datetime(2000, 1, 1, tzinfo=LOCAL_TZ),

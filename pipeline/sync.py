@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import json
 import logging
-from collections.abc import Callable
-from contextlib import nullcontext
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
@@ -18,10 +27,11 @@ import sqlalchemy as sa
 from connectors.base import Window
 from connectors.settings import ConnectionSettings
 from pipeline.settings import PipelineSettings
-from pipeline.sources import SourcePlan, source_plan
+from pipeline.sources import SourcePlan, StreamPlan, source_plan
 from transforms.timefmt import LOCAL_TZ
 
 log = logging.getLogger("lienthong.pipeline")
+T = TypeVar("T")
 
 # progress(stage, done, total): called as work advances; total may be None when unknown.
 Progress = Callable[[str, int, "int | None"], None]
@@ -172,8 +182,13 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
     system = declared.name  # until the connector names it
 
     def on_page(stream_name: str, page: int, total_pages: int, records: int) -> None:
+        pages(stream_name, page, total_pages, records)
+
+    def show_pages(stream_name: str, page: int, total_pages: int, records: int) -> None:
         if progress:
             progress(f"{system}.{stream_name} pages", page, total_pages)
+
+    pages: Callable[[str, int, int, int], None] = show_pages  # a reader process sends them here
 
     connector = declared.open_connector(connection, settings, on_page)
     if hasattr(connector, "batch_loaded"):  # a file source finishes a stopped run's archiving by it
@@ -206,26 +221,59 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
     rows_read = rows_bad = 0
     watermark: datetime | None = None
     rule_counts: dict[str, int] = {}
-    with lock, slot or nullcontext(), connector, BatchWriter(engine, system, stream, plan.entity, window.start,
-                                                             window.end, batch_id) as writer:
+    with lock, slot or nullcontext(), connector, _bulk_collection(), \
+            BatchWriter(engine, system, stream, plan.entity, window.start, window.end, batch_id) as writer:
         require_key_chain(engine, key, record=False)  # and a rotation committed meanwhile, here
-        for records in connector.read(stream, window):
-            frame, events = plan.to_frames(records, key=key, first_row=rows_read, source_system=system)
-            rows_read += len(frame)
-            newest = frame["updated_at"].max() if "updated_at" in frame.columns else None
-            if pd.notna(newest) and (watermark is None or newest > watermark):
-                watermark = newest.to_pydatetime()
+        pending: list[tuple[pd.DataFrame, pd.DataFrame | None]] = []
+
+        def check_and_stage() -> None:
+            """Validate the chunks read so far at once (GX's cost is mostly per validation), then
+            stage their good rows, quarantine the bad ones and stage the good rows' events."""
+            nonlocal rows_bad
+            frame = pending[0][0] if len(pending) == 1 else pd.concat([f for f, _ in pending], ignore_index=True)
+            parts = [e for _, e in pending if e is not None]
+            events = None if not parts else parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+            pending.clear()
             checked = gate.split(frame)
             for rule, n in checked.rule_counts.items():
                 rule_counts[rule] = rule_counts.get(rule, 0) + n
             if events is not None:
                 events = events[events["dossier_code"].isin(set(checked.good["dossier_code"]))]
             rows_bad += len(checked.bad)
-            writer.add(checked.good, checked.bad, events)
-            log.info("%s.%s: %d rows read so far (%d quarantined in this chunk)",
-                     system, stream, rows_read, len(checked.bad))
-            if progress:
-                progress(f"{system}.{stream} rows", rows_read, None)
+            staging.submit(writer.add, checked.good, checked.bad, events)
+            log.info("%s.%s: %d rows read and validated so far (%d quarantined in the last %d)",
+                     system, stream, rows_read, len(checked.bad), len(frame))
+
+        # The source is read and transformed ahead, in a process of its own where the connector
+        # allows it (a second core), else in a thread, while the rows before are validated and
+        # staged: the work and the waits on the source and on the warehouse overlap.
+        def chunks(on_pages: Callable[[str, int, int, int], None] | None = None) -> Iterator[Any]:
+            """The standard chunks; with `on_pages`, in a reading process (its pages go there)."""
+            nonlocal pages
+            if on_pages is not None:
+                connector.after_fork()
+                pages = on_pages
+            return _standard_chunks(connector, plan, stream, window, key, system)
+
+        apart = settings.read_process and getattr(connector, "reads_apart", False)
+        # PostgreSQL stages and merges one gate's rows while the next are validated (a SQLite
+        # connection stays in its thread).
+        staging = _OneAhead(background=engine.dialect.name == "postgresql")
+        with staging, read_ahead(chunks, depth=_READ_AHEAD, apart=apart, on_pages=show_pages,
+                                 label=f"{system}.{stream}") as frames:
+            for frame, events in frames:
+                rows_read += len(frame)
+                newest = frame["updated_at"].max() if "updated_at" in frame.columns else None
+                if pd.notna(newest) and (watermark is None or newest > watermark):
+                    watermark = newest.to_pydatetime()
+                pending.append((frame, events))
+                if sum(len(f) for f, _ in pending) >= settings.gate_rows:
+                    check_and_stage()
+                if progress:
+                    progress(f"{system}.{stream} rows", rows_read, None)
+            if pending:
+                check_and_stage()
+            staging.wait()
         if plan.entity == "service_stat":  # every report read replaces its commune-month, even empty
             writer.add_reports(connector.reports_read())
         refused = getattr(connector, "refused", [])
@@ -255,6 +303,228 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
     return SyncOutcome(system, stream, batch_id, window, result.rows_read, result.rows_loaded,
                        result.rows_quarantined, result.rows_deduplicated, watermark, rule_counts,
                        files)
+
+
+def _standard_chunks(connector: Any, plan: StreamPlan, stream: str, window: Window, key: Any,
+                     system: str) -> Iterator[tuple[pd.DataFrame, pd.DataFrame | None]]:
+    """The stream's records, chunk by chunk, as standard frames (and events), rows numbered on.
+
+    The connector reads the next chunk (its pages: waits on the source) while this one is
+    transformed.
+    """
+    first_row = 0
+    with _ReadAhead(connector.read(stream, window), depth=1) as raw:
+        for records in raw:
+            frame, events = plan.to_frames(records, key=key, first_row=first_row, source_system=system)
+            first_row += len(frame)
+            yield frame, events
+
+
+class _OneAhead:
+    """Calls run one at a time in a thread of their own, the next submitted while one runs.
+
+    `submit` waits for the call before (raising what it raised), so at most one is in flight; `wait`
+    waits for the last. With `background=False` each call runs at once, where it is submitted.
+    """
+
+    def __init__(self, *, background: bool) -> None:
+        self._executor = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="lienthong-stage")
+                          if background else None)
+        self._running: Future[Any] | None = None
+
+    def __enter__(self) -> _OneAhead:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def submit(self, call: Callable[..., Any], *args: Any) -> None:
+        self.wait()
+        if self._executor is None:
+            call(*args)
+        else:
+            self._running = self._executor.submit(call, *args)
+
+    def wait(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            running.result()
+
+
+# Chunks read ahead of the one being validated: enough for the reader to go on while a gate's
+# worth of rows is validated and merged, few enough to hold little memory.
+_READ_AHEAD = 4
+
+
+class ReaderDied(RuntimeError):
+    """The process reading the source ended without saying why (killed, out of memory)."""
+
+
+def read_ahead(make: Callable[..., Iterator[T]], *, depth: int, apart: bool, on_pages: Callable[..., None],
+               label: str) -> _ReadAhead[T] | _ReadApart[T]:
+    """The items of `make()`, made ahead of their use: in a process of its own when `apart` and
+    the platform forks (a second core), else in a thread. `make(on_pages)` is called where they are
+    made; what it calls `on_pages` with comes back here, to the given `on_pages`."""
+    if apart:
+        try:
+            return _ReadApart(make, depth, on_pages, label)
+        except (ValueError, OSError) as exc:  # no fork here: read in a thread
+            log.info("reading in a thread, not a process: %s", exc)
+    return _ReadAhead(make(), depth)
+
+
+class _ReadAhead(Generic[T]):
+    """The items of an iterator, made in a thread of their own up to `depth` ahead of their use.
+
+    `with _ReadAhead(items, depth=2) as ahead: for item in ahead: ...`. What the iterator raises is
+    raised where the items are used, after the items made before it; leaving the `with` early
+    stops the thread at its next item and closes the iterator there.
+    """
+
+    def __init__(self, items: Iterator[T], depth: int) -> None:
+        self._items = items
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._make, name="lienthong-read-ahead", daemon=True)
+
+    def __enter__(self) -> _ReadAhead[T]:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a thread waiting to hand over an item
+            with suppress(queue.Empty):
+                self._queue.get(timeout=0.1)
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            kind, value = self._queue.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+
+    def _make(self) -> None:
+        try:
+            for item in self._items:
+                if not self._hand_over(("item", item)):
+                    return
+            self._hand_over(("end", None))
+        except BaseException as exc:  # noqa: BLE001 — handed to the consuming thread, raised there
+            self._hand_over(("error", exc))
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+
+    def _hand_over(self, message: tuple[str, Any]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
+class _ReadApart(Generic[T]):
+    """The items of `make()`, made in a forked process and handed back pickled, `depth` ahead.
+
+    The process starts with everything this one had built (the connector, its settings, the key)
+    and holds none of this one's locks or connections: it dies with this process (Linux's
+    parent-death signal) or when told to, and never closes what it inherited (it ends with
+    `os._exit`). What `make` raises is raised here; a process that dies without a word raises
+    `ReaderDied`. Calls of its `on_pages` come back as messages, to `on_pages` here.
+    """
+
+    def __init__(self, make: Callable[..., Iterator[T]], depth: int, on_pages: Callable[..., None],
+                 label: str) -> None:
+        context = multiprocessing.get_context("fork")  # ValueError where there is no fork
+        self._make = make
+        self._label = label
+        self._on_pages = on_pages
+        self._queue = context.Queue(maxsize=depth)
+        self._parent = os.getpid()
+        self._process = context.Process(target=self._run, name="lienthong-reader", daemon=True)
+
+    def __enter__(self) -> _ReadApart[T]:
+        self._process.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._queue.close()
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            try:
+                kind, value = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                if not self._process.is_alive():
+                    code = self._process.exitcode
+                    how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                    raise ReaderDied(f"{self._label}: the process reading the source ended ({how}) "
+                                     "before the source was read; nothing of the batch is loaded") from None
+                continue
+            if kind == "item":
+                yield value
+            elif kind == "pages":
+                self._on_pages(*value)
+            elif kind == "error":
+                raise value
+            else:
+                return
+
+    def _run(self) -> None:  # in the reading process
+        _die_with_parent(self._parent)
+        try:
+            for item in self._make(lambda *args: self._queue.put(("pages", args))):
+                self._queue.put(("item", item))
+            self._queue.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 — sent to the parent, raised there
+            try:
+                pickle.dumps(exc)
+            except Exception:  # noqa: BLE001 — an exception that cannot travel: its text does
+                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+            self._queue.put(("error", exc))
+        finally:
+            self._queue.close()
+            self._queue.join_thread()  # everything sent before the process ends
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies (Linux), so that nothing it inherited
+    (a lock's file, a connection's socket) outlives the run that held it."""
+    with suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
+
+
+@contextmanager
+def _bulk_collection() -> Iterator[None]:
+    """Garbage collection tuned for a batch: millions of short-lived records, rows and values.
+
+    Python's cycle collector runs every few hundred new containers and, now and then, walks every
+    object alive; here most are long-lived (the libraries, the GX context), so they are frozen out
+    of the walks, and the young ones are collected every 50,000 instead of 700. The batch's own
+    records form no cycles: they go as they are dropped, whatever the collector does.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 def sync_source(source: str | SourcePlan, *, engine: sa.Engine, connection: ConnectionSettings,

@@ -15,7 +15,14 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 
 import standards
 from quality import datadocs
-from quality.suites import build_suite, is_nested, rule_of, schema_types
+from quality.suites import (
+    build_suite,
+    is_nested,
+    reference_parameter,
+    rule_of,
+    schema_types,
+    typed_references,
+)
 
 ROW = "_row"
 ERRORS = "_errors"
@@ -67,6 +74,10 @@ class QualityGate:
         self.entity = entity
         schema = standards.load_schema(entity)
         self.suite = build_suite(entity, reference_sets)
+        self._references = {
+            column: frozenset(values)
+            for column, values in typed_references(entity, reference_sets or {}).items()
+        }
         self._columns = _suite_columns(self.suite)
         self._integer_columns = [
             c for c in self._columns if "integer" in schema_types(schema["properties"][c])
@@ -92,11 +103,16 @@ class QualityGate:
         """Split one chunk into good rows and bad rows, each bad row with every rule it broke."""
         rows = _row_ids(frame)
         position = {row: i for i, row in enumerate(rows)}
-        batch = self._batches.get_batch(batch_parameters={"dataframe": self._gx_frame(frame, rows)})
+        checked = self._gx_frame(frame, rows)
+        batch = self._batches.get_batch(batch_parameters={"dataframe": checked})
         with warnings.catch_warnings():
             # GX matches patterns with `str.contains`, which warns on every capturing group.
             warnings.filterwarnings("ignore", "This pattern is interpreted as a regular expression")
-            gx_result = batch.validate(self.suite, result_format=RESULT_FORMAT)
+            gx_result = batch.validate(
+                self.suite,
+                result_format=RESULT_FORMAT,
+                expectation_parameters=self._reference_parameters(checked),
+            )
         if self._results is not None:
             self._results.keep(gx_result, (rows[0], rows[-1]) if rows else None)
 
@@ -116,7 +132,10 @@ class QualityGate:
         )
 
         failed_rules: list[list[str]] = []
-        for i, errors in enumerate(reported):
+        for i, errors in enumerate(reported.tolist()):
+            if i not in found and (errors is None or (type(errors) is list and not errors)):
+                failed_rules.append([])  # most rows: nothing found, nothing reported
+                continue
             rules = _combine(found.get(i, set()), {str(e) for e in _as_list(errors) or ()})
             failed_rules.append(sorted(rules))
         is_bad = np.fromiter((bool(r) for r in failed_rules), dtype=bool, count=len(frame))
@@ -129,6 +148,21 @@ class QualityGate:
         return QualityResult(
             good=good, bad=bad, rule_counts=dict(sorted(counts.items())), gx_result=gx_result
         )
+
+    def _reference_parameters(self, checked: pd.DataFrame) -> dict[str, list]:
+        """Each reference set as the chunk needs it: the codes of the set that the chunk holds.
+
+        The same verdicts as the whole set (a value is in it or not), at the cost of the chunk's
+        distinct codes: GX copies a value set on every use, and a catalogue has thousands.
+        """
+        parameters = {}
+        for column, known in self._references.items():
+            try:
+                present = known.intersection(checked[column].dropna().unique().tolist())
+            except TypeError:  # an unhashable value: it is in no set, the whole set does no harm
+                present = known
+            parameters[reference_parameter(column)] = sorted(present)
+        return parameters
 
     def _gx_frame(self, frame: pd.DataFrame, rows: list) -> pd.DataFrame:
         """The columns GX checks, blank strings as nulls (the standard treats them alike)."""
@@ -238,7 +272,9 @@ def _row_ids(frame: pd.DataFrame) -> list:
 
 def _blank_to_na(values: pd.Series) -> pd.Series:
     if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
-        blank = values.map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
+        blank = np.fromiter(
+            (isinstance(v, str) and not v.strip() for v in values.tolist()), dtype=bool, count=len(values)
+        )
         if blank.any():
             return values.mask(blank)
     return values

@@ -41,13 +41,14 @@ def build_suite(
     """The expectation suite of one entity, generated from its JSON Schema.
 
     `required` → not null; `pattern` → regex; `minimum` → between; `x-codelist` and `enum` → in
-    the code list; `x-references` → in `reference_sets[column]` (only when given); `x-not-before`
+    the code list; `x-references` → in `reference_sets[column]` (only when given; its values are
+    the expectation parameter `reference_parameter(column)` of each validation); `x-not-before`
     → column pair A ≥ B and `x-at-most` → B ≥ A, rows missing either value ignored. Every
     expectation carries its rule id in `meta["rule"]` (docs/INTERFACES.md §3). Nested columns
     (arrays, objects) are skipped.
     """
     schema = standards.load_schema(entity)
-    references = _reference_values(entity, schema, reference_sets or {})
+    references = typed_references(entity, reference_sets or {})
     required = set(schema.get("required", ()))
     expectations = [
         expectation
@@ -89,9 +90,11 @@ def _column_expectations(
             meta=_rule(column, "in_codelist"),
         )
     if column in references:
+        # The reference set (a catalogue of thousands of codes) is the gate's to give per chunk:
+        # the codes of the set that the chunk holds (`reference_parameter`), not the whole set.
         yield expect.ExpectColumnValuesToBeInSet(
             column=column,
-            value_set=references[column],
+            value_set={"$PARAMETER": reference_parameter(column)},
             meta=_rule(column, "in_catalogue") | {"references": prop["x-references"]},
         )
     if "x-at-most" in prop:  # a count that cannot exceed another (online <= received)
@@ -114,6 +117,11 @@ def _column_expectations(
         )
 
 
+def reference_parameter(column: str) -> str:
+    """The expectation parameter naming the reference set of `column` (`$PARAMETER`)."""
+    return f"{column}_references"
+
+
 def _rule(column: str, check: str) -> dict[str, str]:
     return {"rule": f"{column}.{check}"}
 
@@ -125,10 +133,10 @@ def _typed(values: Iterable[str], prop: Mapping[str, Any]) -> list:
     return sorted({str(v) for v in values})
 
 
-def _reference_values(
-    entity: str, schema: Mapping[str, Any], reference_sets: Mapping[str, Iterable[str]]
-) -> dict[str, list]:
-    props = schema["properties"]
+def typed_references(entity: str, reference_sets: Mapping[str, Iterable[str]]) -> dict[str, list]:
+    """Reference sets by column, each typed like its column (`ValueError` for a column without
+    `x-references`)."""
+    props = standards.load_schema(entity)["properties"]
     referencing = sorted(c for c, p in props.items() if "x-references" in p)
     unknown = sorted(set(reference_sets) - set(referencing))
     if unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -86,7 +87,14 @@ class Pseudonym:
 
 
 def _hmac_hex(key: bytes, value: str) -> str:
-    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+    keyed = _keyed(key).copy()  # a copy of the keyed state: the key is not prepared again per value
+    keyed.update(value.encode("utf-8"))
+    return keyed.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _keyed(key: bytes) -> hmac.HMAC:
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def pseudonymise(key: PseudonymKey, value: str) -> str:

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Sequence
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
 
+import msgspec
+import numpy as np
 import pandas as pd
 
 import standards
 from transforms.amounts import amount_to_dong
 from transforms.identity import PseudonymKey, id_number_pseudonymise, pseudonymise
 from transforms.text import code_normalise, int_code, text_normalise
-from transforms.timefmt import LOCAL_TZ, InvalidTime, local_date, local_month, parse_portal_time
+from transforms.timefmt import (
+    LOCAL_TZ,
+    MAX_YEAR,
+    MIN_YEAR,
+    InvalidTime,
+    local_date,
+    parse_portal_time,
+    parse_portal_times,
+)
 
 SOURCE_SYSTEM = "national_portal"
+T = TypeVar("T")
 TZ_DTYPE = pd.DatetimeTZDtype(tz=str(LOCAL_TZ))
 
 # Personal data that must not reach the warehouse in clear, not even in quarantine payloads
@@ -30,7 +42,7 @@ SCOPES = {"1": "province", "2": "district", "3": "commune"}
 # The years a source time may name (`<column>.valid_datetime` outside them): before 1900 or from
 # 2200 on, a time is a placeholder (00010101000000, 99991231235959) or a typo, never a guess to
 # load; beyond 1677..2262 no pandas timestamp can even hold it.
-TIME_YEARS = range(1900, 2200)
+TIME_YEARS = range(MIN_YEAR, MAX_YEAR + 1)
 # Fees are NUMERIC(14, 2) in the warehouse: 10^12 đồng or more is no fee (`fee.valid_amount`).
 FEE_LIMIT = 10**12
 # The largest processing time in working days the warehouse holds (an INTEGER column).
@@ -109,31 +121,70 @@ def _word_at(text: str, index: int) -> bool:
     return 0 <= index < len(text) and (text[index].isalnum() or text[index] == "_")
 
 
-def payload_mask(record: dict[str, Any], key: PseudonymKey) -> str:
+def payload_mask(record: dict[str, Any], key: PseudonymKey, *, summary: str | None = None,
+                 hashes: dict[str, str] | None = None) -> str:
     """The source record as JSON with personal identifiers replaced by their keyed hash
-    (`hmac:<hex>`, re-keyed by a key rotation) and the applicant's name masked in the summary."""
+    (`hmac:<hex>`, re-keyed by a key rotation) and the applicant's name masked in the summary.
+
+    `summary`, when given, is the summary already masked; `hashes` keeps each value's hash for
+    the caller (a record repeats its applicant's number in several fields).
+    """
+    hashes = {} if hashes is None else hashes
+
+    def hashed(value: object) -> str:
+        text = str(value)
+        if text not in hashes:
+            hashes[text] = pseudonymise(key, text)
+        return "hmac:" + hashes[text]
+
     masked = dict(record)
     if masked.get("TrichYeuHoSo"):
-        masked["TrichYeuHoSo"] = name_mask(masked["TrichYeuHoSo"], record.get("ChuHoSo")) or ""
+        if summary is None:
+            summary = name_mask(masked["TrichYeuHoSo"], record.get("ChuHoSo"))
+        masked["TrichYeuHoSo"] = summary or ""
     for field in PERSONAL_FIELDS:
         if masked.get(field):
-            masked[field] = "hmac:" + pseudonymise(key, str(masked[field]))
+            masked[field] = hashed(masked[field])
     if isinstance(masked.get("DinhDanhCHS"), list):
         masked["DinhDanhCHS"] = [
-            {**item, "SoDinhDanh": "hmac:" + pseudonymise(key, str(item.get("SoDinhDanh", "")))}
+            {**item, "SoDinhDanh": hashed(item.get("SoDinhDanh", ""))}
             if isinstance(item, dict) and item.get("SoDinhDanh") else item
             for item in masked["DinhDanhCHS"]
         ]
     if isinstance(masked.get("QuaTrinhXuLy"), list):
         masked["QuaTrinhXuLy"] = [_step_mask(step, key) for step in masked["QuaTrinhXuLy"]]
-    return json.dumps(masked, ensure_ascii=False, sort_keys=True)
+    return json_text(masked)
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON text with sorted keys, not ASCII-escaped (msgspec; `json` for what it cannot
+    encode: keys that are not text)."""
+    try:
+        return _SORTED_JSON.encode(value).decode("utf-8")
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+_SORTED_JSON = msgspec.json.Encoder(order="sorted")
 
 
 def _step_mask(step: object, key: PseudonymKey) -> object:
     if not isinstance(step, dict):
         return step
-    return {name: "hmac:" + pseudonymise(key, str(value)) if name in STEP_PERSONAL_FIELDS and value else value
-            for name, value in step.items()}
+    masked = {name: "hmac:" + _officer_pseudonym(key, step[name])
+              for name in STEP_PERSONAL_FIELDS if step.get(name)}
+    return {**step, **masked} if masked else step
+
+
+def _officer_pseudonym(key: PseudonymKey, value: object) -> str:
+    """The pseudonym of a step's actor: a province has a few thousand officers, hashed once each."""
+    text = str(value)
+    return _cached_pseudonym(key, text) if len(text) <= 200 else pseudonymise(key, text)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _cached_pseudonym(key: PseudonymKey, text: str) -> str:
+    return pseudonymise(key, text)
 
 
 def _portal_time(value: object) -> datetime | None:
@@ -152,12 +203,12 @@ def _time(record: dict[str, Any], field: str, column: str, errors: list[str]) ->
         return None
 
 
-def _code(record: dict[str, Any], field: str, column: str, errors: list[str]) -> int | None:
-    value, ok = int_code(record.get(field))
-    if not ok or (value is not None and value not in INT64):
-        errors.append(f"{column}.in_codelist")
-        return None
-    return value
+def _int_code(value: object) -> tuple[int | None, bool]:
+    """`int_code` of a value, refused beyond Int64 (`<column>.in_codelist`)."""
+    number, ok = int_code(value)
+    if not ok or (number is not None and number not in INT64):
+        return None, False
+    return number, True
 
 
 def _free_text(text: str | None) -> str | None:
@@ -190,12 +241,12 @@ def _fee(items: object, total: object = None) -> tuple[int | None, bool]:
     (`fee.valid_amount`), never loaded with a guessed fee. An item with an empty `Gia` adds nothing.
     """
     if not isinstance(items, list) or not items:
-        return _within_money(*amount_to_dong(total))
+        return _within_money(*_amount(total))
     fees = 0
     for item in items:
         if not isinstance(item, dict):
             return None, False
-        amount, ok = amount_to_dong(item.get("Gia"))
+        amount, ok = _amount(item.get("Gia"))
         if not ok:
             return None, False
         fees += amount or 0
@@ -212,90 +263,222 @@ def _id_number(record: dict[str, Any]) -> object:
     return record.get("SoGiayToChuHoSo")
 
 
-def dossier_to_standard(record: dict[str, Any], *, key: PseudonymKey, row: int,
-                        source_system: str = SOURCE_SYSTEM) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One portal dossier → (standard dossier row, its status events)."""
-    errors: list[str] = []
-    times = {col: _time(record, field, col, errors) for col, field in DOSSIER_TIMES.items()}
-    codes = {col: _code(record, field, col, errors) for col, field in DOSSIER_CODES.items()}
-    identity = id_number_pseudonymise(key, _id_number(record))
-    if not identity.valid:
-        errors.append("applicant_id.valid_format")
-    fee, fee_ok = _fee(record.get("DanhSachLePhi"), record.get("LePhi"))
-    if not fee_ok:
-        errors.append("fee.valid_amount")
-    raw_key = key_escape(record.get("MaHoSo"))
-    dossier_code = code_normalise(record.get("MaHoSo"), upper=True)
-    out = {
-        "dossier_code": dossier_code,
-        "procedure_code": code_normalise(record.get("MaTTHC"), upper=True),
-        "agency_code": code_normalise(record.get("DonViXuLy"), upper=True),
-        "admin_unit_code": code_normalise(record.get("NoiNopHoSo")),
-        "procedure_name": _free_text(text_normalise(record.get("TenTTHC"))),
-        "summary": _free_text(name_mask(record.get("TrichYeuHoSo"), record.get("ChuHoSo"))),
-        **codes,
-        "applicant_id_hash": identity.hash if identity.valid else None,
-        "applicant_id_type": identity.id_type,
-        **times,
-        "fee": fee,
-        "source_system": source_system,
-        "source_record_id": raw_key or None,
-        "received_date": local_date(times["received_at"]),
-        "received_month": local_month(times["received_at"]),
-        "due_date": local_date(times["due_at"]),
-        "finished_date": local_date(times["finished_at"]),
-        "finished_month": local_month(times["finished_at"]),
-        "_row": row,
-        "_errors": errors,
-        "_payload": payload_mask(record, key),
-        "_record_key": raw_key,
-    }
-    return out, _events(record, dossier_code)
+def _memo(convert: Callable[[object], T], maxsize: int = 1 << 14) -> Callable[[object], T]:
+    """`convert`, computed once per distinct text: codes, names and amounts repeat across records.
+
+    Only `str` values are remembered (1, 1.0 and True are equal keys, but not the same input).
+    """
+    cached = functools.lru_cache(maxsize=maxsize)(convert)
+
+    def apply(value: object) -> T:
+        return cached(value) if type(value) is str else convert(value)
+    return apply
 
 
-def _events(record: dict[str, Any], dossier_code: str | None) -> list[dict[str, Any]]:
-    steps = record.get("QuaTrinhXuLy")
-    if not dossier_code or not isinstance(steps, list):
-        return []
-    parsed = []
-    statuses = standards.codes("dossier_status")
-    for step in steps:
-        if not isinstance(step, dict):
-            continue
-        try:
-            moment = _portal_time(step.get("ThoiDiemXuLy"))
-        except InvalidTime:
-            moment = None
-        status, ok = int_code(step.get("TrangThai"))
-        if moment is None or status is None or not ok or str(status) not in statuses:
-            continue  # an unreadable step is kept in the payload, not as an event
-        parsed.append((moment, status, _free_text(name_mask(step.get("NoiDungXuLy"), record.get("ChuHoSo")))))
-    parsed.sort(key=lambda item: item[0])
-    return [{"dossier_code": dossier_code, "seq": i, "status": s, "occurred_at": m, "note": n}
-            for i, (m, s, n) in enumerate(parsed, start=1)]
+_upper_code = _memo(functools.partial(code_normalise, upper=True))
+_plain_code = _memo(code_normalise)
+_name_text = _memo(lambda value: _free_text(text_normalise(value)))
+_folded = _memo(lambda text: text.casefold() if isinstance(text, str) else text)
+_code_value = _memo(_int_code)
+_status_code = _memo(int_code)
+_amount = _memo(amount_to_dong)
 
 
 def dossiers_to_frames(records: Sequence[dict[str, Any]], *, key: PseudonymKey, first_row: int = 0,
                        source_system: str = SOURCE_SYSTEM) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A chunk of portal dossiers → (standard dossier frame, event frame)."""
-    rows, events = [], []
-    for offset, record in enumerate(records):
-        row, row_events = dossier_to_standard(record, key=key, row=first_row + offset,
-                                              source_system=source_system)
-        rows.append(row)
-        events.extend(row_events)
-    frame = pd.DataFrame(rows, columns=DOSSIER_COLUMNS)
-    for column in DOSSIER_TIMES:
-        frame[column] = _as_local_times(frame[column])
-    for column in DOSSIER_CODES:
+    """A chunk of portal dossiers → (standard dossier frame, event frame).
+
+    Column by column: a field's values are read from every record at once, times are parsed
+    together (`parse_portal_times`), and what repeats across records (codes, procedure names,
+    amounts, officers) is normalised once per distinct value. Every row's transform errors are
+    in `_errors`, in the order: times, codes, applicant ID, fee.
+    """
+    n = len(records)
+    if not n:
+        return _empty_frames()
+    errors: list[list[str]] = [[] for _ in range(n)]
+
+    def field(name: str) -> list[Any]:
+        return [record.get(name) for record in records]
+
+    raw_codes = field("MaHoSo")
+    codes = [code_normalise(value, upper=True) for value in raw_codes]
+    steps = _Steps(records, codes)
+    # every time of the chunk, the dossiers' and their steps', read at once
+    times, invalid, days_of = parse_portal_times(
+        [value for name in DOSSIER_TIMES.values() for value in field(name)] + steps.moments)
+    columns: dict[str, Any] = {}
+    days: dict[str, list[int | None]] = {}
+    for k, column in enumerate(DOSSIER_TIMES):
+        columns[column] = times.iloc[k * n:(k + 1) * n].reset_index(drop=True)
+        days[column] = days_of[k * n:(k + 1) * n]
+    for position in invalid:
+        if position < len(DOSSIER_TIMES) * n:
+            errors[position % n].append(f"{list(DOSSIER_TIMES)[position // n]}.valid_datetime")
+    first_step = len(DOSSIER_TIMES) * n
+    step_times = times.iloc[first_step:].reset_index(drop=True)
+    step_invalid = [position - first_step for position in invalid if position >= first_step]
+    for column, name in DOSSIER_CODES.items():
+        values = []
+        for i, (value, ok) in enumerate(map(_code_value, field(name))):
+            if not ok:
+                errors[i].append(f"{column}.in_codelist")
+            values.append(value)
+        columns[column] = pd.array(values, dtype="Int64")
+    id_hashes, id_types, fees, payloads, summaries = [], [], [], [], []
+    persons = [text_normalise(value) for value in field("ChuHoSo")]
+    for i, record in enumerate(records):
+        number = _id_number(record)
+        identity = id_number_pseudonymise(key, number)
+        if not identity.valid:
+            errors[i].append("applicant_id.valid_format")
+        id_hashes.append(identity.hash if identity.valid else None)
+        id_types.append(identity.id_type)
+        fee, fee_ok = _fee(record.get("DanhSachLePhi"), record.get("LePhi"))
+        if not fee_ok:
+            errors[i].append("fee.valid_amount")
+        fees.append(np.nan if fee is None else fee)
+        masked = _masked(text_normalise(record.get("TrichYeuHoSo")), persons[i])
+        summaries.append(_free_text(masked))
+        # a number written as bare digits is what its pseudonym hashed: the payload's is the same
+        hashes = {number: identity.hash} if type(number) is str and number.isdigit() and identity.hash else {}
+        payloads.append(payload_mask(record, key, summary=masked, hashes=hashes))
+    keys = [key_escape(value) for value in raw_codes]
+    frame = pd.DataFrame({
+        "dossier_code": codes,
+        "procedure_code": [_upper_code(v) for v in field("MaTTHC")],
+        "agency_code": [_upper_code(v) for v in field("DonViXuLy")],
+        "admin_unit_code": [_plain_code(v) for v in field("NoiNopHoSo")],
+        "procedure_name": [_name_text(v) for v in field("TenTTHC")],
+        "summary": summaries,
+        **{column: columns[column] for column in DOSSIER_CODES},
+        "applicant_id_hash": id_hashes,
+        "applicant_id_type": pd.array(id_types, dtype="Int64"),
+        **{column: columns[column] for column in DOSSIER_TIMES},
+        "fee": np.asarray(fees, dtype=np.float64),
+        "source_system": [source_system] * n,
+        "source_record_id": [k or None for k in keys],
+        "received_date": day_dates(days["received_at"]),
+        "received_month": day_months(days["received_at"]),
+        "due_date": day_dates(days["due_at"]),
+        "finished_date": day_dates(days["finished_at"]),
+        "finished_month": day_months(days["finished_at"]),
+        "_row": range(first_row, first_row + n),
+        "_errors": errors,
+        "_payload": payloads,
+        "_record_key": keys,
+    }, columns=DOSSIER_COLUMNS)
+    return frame, _event_frame(steps, step_times, step_invalid, codes, persons)
+
+
+def _empty_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The frames of no dossier, typed as a chunk's are."""
+    frame = pd.DataFrame(columns=DOSSIER_COLUMNS, dtype=object)
+    for column in [*DOSSIER_CODES, "applicant_id_type"]:
         frame[column] = frame[column].astype("Int64")
-    frame["applicant_id_type"] = frame["applicant_id_type"].astype("Int64")
+    for column in DOSSIER_TIMES:
+        frame[column] = frame[column].astype(TZ_DTYPE)
     frame["fee"] = frame["fee"].astype("float64")
-    event_frame = pd.DataFrame(events, columns=EVENT_COLUMNS)
-    event_frame["occurred_at"] = _as_local_times(event_frame["occurred_at"])
-    event_frame["status"] = event_frame["status"].astype("Int64")
-    event_frame["seq"] = event_frame["seq"].astype("Int64")
-    return frame, event_frame
+    events = pd.DataFrame(columns=EVENT_COLUMNS, dtype=object)
+    events[["seq", "status"]] = events[["seq", "status"]].astype("Int64")
+    events["occurred_at"] = events["occurred_at"].astype(TZ_DTYPE)
+    return frame, events
+
+
+def _masked(clean: str | None, person: str | None) -> str | None:
+    """`name_mask` of text and name already normalised; the text itself when the name is not in it."""
+    if clean is None or person is None:
+        return clean
+    folded, target = _folded(clean), _folded(person)
+    if isinstance(folded, str) and isinstance(target, str) and target and target not in folded \
+            and len(folded) == len(clean) and len(target) == len(person):
+        return clean  # no match can be found (the common case for a processing note)
+    return name_mask(clean, person)
+
+
+class _Steps:
+    """The processing steps (objects of `QuaTrinhXuLy`) of a chunk's dossiers that have a code."""
+
+    def __init__(self, records: Sequence[dict[str, Any]], codes: list[str | None]) -> None:
+        self.owner: list[int] = []
+        self.moments: list[Any] = []
+        self.statuses: list[Any] = []
+        self.notes: list[Any] = []
+        for i, record in enumerate(records):
+            steps = record.get("QuaTrinhXuLy")
+            if not codes[i] or not isinstance(steps, list):
+                continue
+            for step in steps:
+                if isinstance(step, dict):
+                    self.owner.append(i)
+                    self.moments.append(step.get("ThoiDiemXuLy"))
+                    self.statuses.append(step.get("TrangThai"))
+                    self.notes.append(step.get("NoiDungXuLy"))
+
+
+def _event_frame(steps: _Steps, times: pd.Series, invalid: list[int], codes: list[str | None],
+                 persons: list[str | None]) -> pd.DataFrame:
+    """The status events of the chunk's dossiers: their readable steps (`times` parsed) in time order."""
+    known = standards.codes("dossier_status")
+    readable = times.notna().to_numpy(dtype=bool, copy=True)
+    readable[invalid] = False
+    status_values: list[int | None] = []
+    for j, status in enumerate(steps.statuses):
+        value, ok = _status_code(status)
+        if value is None or not ok or str(value) not in known:
+            readable[j] = False
+        status_values.append(value)
+    keep = np.flatnonzero(readable).tolist()
+    owner = steps.owner
+    events = pd.DataFrame({
+        "_owner": np.asarray([owner[j] for j in keep], dtype=np.int64),
+        "occurred_at": times.iloc[keep].reset_index(drop=True),
+    })
+    events["status"] = pd.array([status_values[j] for j in keep], dtype="Int64")
+    events["note"] = [_step_note(steps.notes[j], persons[owner[j]]) for j in keep]
+    # in time order within each dossier, steps at the same time as sent (a stable sort)
+    events = events.sort_values(["_owner", "occurred_at"], kind="stable").reset_index(drop=True)
+    events["dossier_code"] = [codes[i] for i in events["_owner"].tolist()]
+    events["seq"] = pd.array(events.groupby("_owner").cumcount().to_numpy() + 1, dtype="Int64")
+    return events[EVENT_COLUMNS]
+
+
+def _step_note(note: object, person: str | None) -> str | None:
+    """A step's note as free text, the applicant's name masked (notes repeat: read once each)."""
+    clean, folded, free = _note_text(note)
+    if person is None or clean is None:
+        return free
+    target = _folded(person)
+    if folded is not None and isinstance(target, str) and target and len(target) == len(person) \
+            and target not in folded:
+        return free
+    return _free_text(name_mask(clean, person))
+
+
+def _read_note(note: object) -> tuple[str | None, str | None, str | None]:
+    """(normalised text, its case fold when as long, free text) of a note."""
+    clean = text_normalise(note)
+    folded = clean.casefold() if clean is not None else None
+    return clean, folded if folded is not None and clean is not None and len(folded) == len(clean) else None, \
+        _free_text(clean)
+
+
+_note_text = _memo(_read_note)
+
+
+def day_dates(days: list[int | None]) -> list[date | None]:
+    """Days since 1970-01-01 (`parse_portal_times`) as dates, None for none."""
+    known = {day: _EPOCH + timedelta(days=day) for day in set(days) if day is not None}
+    return [None if day is None else known[day] for day in days]
+
+
+def day_months(days: list[int | None]) -> list[str | None]:
+    """Days since 1970-01-01 as their `YYYY-MM` (the month grain of the reports), None for none."""
+    known = {day: f"{_EPOCH + timedelta(days=day):%Y-%m}" for day in set(days) if day is not None}
+    return [None if day is None else known[day] for day in days]
+
+
+_EPOCH = date(1970, 1, 1)
 
 
 def _as_local_times(values: Iterable[datetime | None]) -> pd.Series:

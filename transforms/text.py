@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
-
-_SPACE = re.compile(r"\s+")
 
 
 def text_normalise(value: object) -> str | None:
@@ -16,16 +13,19 @@ def text_normalise(value: object) -> str | None:
     """
     if value is None:
         return None
-    text = unicodedata.normalize("NFC", str(value))
-    text = _SPACE.sub(" ", text).strip()
-    return text or None
+    text = str(value)
+    if not text.isascii():  # ASCII is its own NFC
+        text = unicodedata.normalize("NFC", text)
+    # split() cuts at the characters `\s` matches (str.isspace): the runs folded, the ends dropped
+    return " ".join(text.split()) or None
 
 
 def code_normalise(value: object, *, upper: bool = False) -> str | None:
     """A code as text: NFC, no whitespace at all, optionally upper-cased; empty → None."""
     if value is None:
         return None
-    code = _SPACE.sub("", unicodedata.normalize("NFC", str(value)))
+    text = str(value)
+    code = "".join((text if text.isascii() else unicodedata.normalize("NFC", text)).split())
     if upper:
         code = code.upper()
     return code or None

@@ -7,13 +7,16 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -45,6 +48,8 @@ REPORT_KEY = ("commune_code", "month", "procedure_code")
 # Set by the loader, never taken from the frame.
 LOADER_COLUMNS = ("batch_id", "loaded_at")
 MAX_ERROR_CHARS = 4000
+# PostgreSQL's memory for each sort or hash of a batch's statements (its transaction only).
+LOAD_WORK_MEM = "256MB"
 
 # Reconciliation (docs/reconciliation.md): the same dossier from several sources is one
 # fact_dossier row. A source's rank is looked up by the part of `source_system` before ':'
@@ -59,6 +64,9 @@ SOURCE_PRECEDENCE: dict[str, int] = {
 }
 # Entities reconciled by source rank (the procedure catalogue has one authority: newest wins).
 RANKED_ENTITIES = ("dossier",)
+# Entities merged into the warehouse chunk by chunk (`BatchWriter._merge_chunk`); a commune's
+# report replaces its commune-month whole, so service_stat batches are merged at commit.
+MERGED_BY_CHUNK = ("dossier", "procedure")
 
 
 def source_rank(source_system: str | None) -> int:
@@ -101,17 +109,21 @@ class BatchWriter:
         w.add(good_frame, bad_frame, events_frame)   # per chunk
         result = w.commit(watermark)
     ```
-    Good rows are staged in temporary tables (COPY on PostgreSQL), bad rows go to ops_quarantine;
-    `commit()` records each dossier's source records in fact_dossier_source (lineage),
-    deduplicates by key (dossiers: highest source rank first; then greatest updated_at, then
-    greatest `_row`), upserts into the fact or dimension without ever replacing a newer row by an
-    older one nor a dossier by a lower-ranked source's version (SOURCE_PRECEDENCE,
-    docs/reconciliation.md), replaces the dossiers' events or the procedures' level history,
-    writes the manifest and advances the sync state. A `service_stat` batch (communes' monthly
-    reports) keeps the last row read per (commune, month, procedure) and replaces every loaded row
-    of each commune-month it brings: the latest report wins whole.
-    Anything raised inside the `with` rolls all of it back and records the batch as failed.
-    Re-running a batch id replaces its manifest and quarantine rows: loads are idempotent.
+    Good rows are staged in temporary tables (COPY on PostgreSQL), bad rows go to ops_quarantine.
+    Dossiers and procedures are merged chunk by chunk, inside the batch's transaction, as each
+    `add()` stages them (the warehouse works on one chunk while the pipeline reads the next): each
+    dossier's source records go to fact_dossier_source (lineage); the chunk is deduplicated by key
+    (dossiers: highest source rank first; then greatest updated_at, then greatest `_row`) and
+    upserted into the fact or dimension without ever replacing a newer row by an older one nor a
+    dossier by a lower-ranked source's version (SOURCE_PRECEDENCE, docs/reconciliation.md), so a
+    later chunk's version of a key wins exactly when it would have within one chunk; the keys it
+    won get its events or level history. `commit()` writes the manifest and advances the sync
+    state. A `service_stat` batch (communes' monthly reports) is merged at `commit()`: it keeps
+    the last row read per (commune, month, procedure) and replaces every loaded row of each
+    commune-month it brings, so the latest report wins whole.
+    Nothing is visible before `commit()`: anything raised inside the `with` rolls all of it back
+    and records the batch as failed. Re-running a batch id replaces its manifest and quarantine
+    rows: loads are idempotent.
     """
 
     def __init__(self, engine: sa.Engine, source: str, stream: str, entity: str,
@@ -139,6 +151,8 @@ class BatchWriter:
         self._event_ord = 0
         self._next_row = 0
         self._reports: dict[tuple[str, str], str | None] = {}  # service_stat: (commune, month) → file
+        self._loaded_at: datetime | None = None  # the batch's `loaded_at`, one for all its rows
+        self._timed = _StepTimes()
 
     # ── context manager ──────────────────────────────────────────────────────────────────────
 
@@ -157,6 +171,9 @@ class BatchWriter:
         self._txn = self._conn.begin()
         self._state = "open"
         try:
+            if self._conn.dialect.name == "postgresql":
+                # sorts and hashes of a chunk's merge in memory, not spilled to disk (default 4 MB)
+                self._conn.exec_driver_sql(f"SET LOCAL work_mem = '{LOAD_WORK_MEM}'")
             self._conn.execute(sa.delete(ops_quarantine)
                                .where(ops_quarantine.c.batch_id == self.batch_id))
             self._staging.create(self._conn)
@@ -186,17 +203,20 @@ class BatchWriter:
 
         Frames have the standard columns of the entity plus `_row`, `_payload`, `_record_key`
         (bad frames: `failed_rules`); other `_` columns and columns unknown to the table are
-        ignored. An events frame makes `commit()` replace the events of this chunk's dossiers.
+        ignored. An events frame replaces the events of the chunk's dossiers that it loads.
         """
         conn = self._open_connection()
         if events_frame is not None and self.entity != "dossier":
             raise ValueError(f"events belong to dossiers, not to {self.entity} batches")
-        if good_frame is not None and len(good_frame):
+        good = good_frame is not None and len(good_frame) > 0
+        if good_frame is not None and good:
             self._stage_good(conn, good_frame, with_events=events_frame is not None)
         if bad_frame is not None and len(bad_frame):
             self._quarantine(conn, bad_frame)
-        if events_frame is not None and len(events_frame):
+        if good and events_frame is not None and len(events_frame):
             self._stage_events(conn, events_frame)
+        if good and self.entity in MERGED_BY_CHUNK:
+            self._merge_chunk(conn)
 
     def add_reports(self, reports: Iterable[tuple[str, str, str | None]]) -> None:
         """Declare the reports this service_stat batch read: (commune_code, month, source file).
@@ -237,6 +257,7 @@ class BatchWriter:
         data["_with_events"] = [1 if with_events else 0] * n
         names = list(data)
         _copy_rows(conn, table, names, list(zip(*(data[name] for name in names), strict=True)))
+        _copy_rows(conn, self._staging.row, ["_row"], [(row,) for row in rows])
         _copy_rows(conn, self._staging.digest, ["digest"], [(d,) for d in _digests(frame)])
         if self.entity == "procedure":
             codes = data["procedure_code"]
@@ -284,25 +305,19 @@ class BatchWriter:
         """
         conn = self._open_connection()
         watermark = _to_utc(watermark) if watermark is not None else None  # refuses a naive one
-        staging = self._staging
-        staging.analyze(conn)
-        checksum = self._checksum(conn)
-        self._check_rows_unique(conn)
-        now = _utcnow()
-        if self.entity == "dossier":
-            self._record_lineage(conn, now)
-        self._deduplicate(conn)
-        kept = conn.execute(sa.select(sa.func.count()).select_from(staging.main)).scalar_one()
-        if self.entity == "service_stat":
-            self._replace_reports(conn, now)
+        staging, timed = self._staging, self._timed
+        with timed("checksum"):
+            checksum = self._checksum(conn)
+            self._check_rows_unique(conn)
+        now = self._batch_time()
+        if self.entity in MERGED_BY_CHUNK:
+            kept = conn.execute(sa.select(sa.func.count()).select_from(staging.key)).scalar_one()
         else:
-            self._upsert_target(conn, now)
-        if self.entity in ("dossier", "procedure"):
-            self._record_won(conn)
-        if self.entity == "dossier":
-            self._replace_events(conn)
-        elif self.entity == "procedure":
-            self._replace_levels(conn)
+            with timed("reports"):
+                staging.analyze(conn)
+                self._deduplicate(conn)
+                kept = conn.execute(sa.select(sa.func.count()).select_from(staging.main)).scalar_one()
+                self._replace_reports(conn, now)
         result = BatchResult(
             batch_id=self.batch_id, source=self.source, stream=self.stream, entity=self.entity,
             rows_read=self._good + self._bad, rows_loaded=self._good, rows_quarantined=self._bad,
@@ -314,15 +329,57 @@ class BatchWriter:
                                  f"{result.rows_loaded} + quarantined {result.rows_quarantined}")
         self._write_manifest(conn, status="loaded", result=result, finished_at=now)
         self._advance_sync_state(conn, result.watermark, now)
-        staging.drop(conn)
-        assert self._txn is not None
-        self._txn.commit()
+        with timed("commit"):
+            staging.drop(conn)
+            assert self._txn is not None
+            self._txn.commit()
         self._close()
         self._state = "committed"
-        log.info("batch %s (%s/%s): %d read, %d loaded, %d quarantined, %d deduplicated",
+        log.info("batch %s (%s/%s): %d read, %d loaded, %d quarantined, %d deduplicated; published in %s",
                  self.batch_id, self.source, self.stream, result.rows_read, result.rows_loaded,
-                 result.rows_quarantined, result.rows_deduplicated)
+                 result.rows_quarantined, result.rows_deduplicated, timed)
         return result
+
+    def _merge_chunk(self, conn: sa.Connection) -> None:
+        """Publish the chunk just staged within the batch's transaction, then empty its tables.
+
+        Lineage, keys kept, deduplication, upsert (the keys won go to `_stg_won`), then the won
+        dossiers' events or procedures' levels. What `commit()` used to do for the whole batch at
+        once, a chunk at a time: the later chunk's version of a key wins as it would have in one
+        chunk, so the outcome is the batch's whatever its chunking.
+        """
+        staging, timed = self._staging, self._timed
+        with timed("analyze"):
+            staging.analyze(conn, staging.chunk_tables)
+        now = self._batch_time()
+        if self.entity == "dossier":
+            with timed("lineage"):
+                self._record_lineage(conn, now)
+        with timed("deduplicate"):
+            self._count_keys(conn)
+            self._deduplicate(conn)
+        with timed("upsert"):
+            self._upsert_target(conn, now)
+        if self.entity == "dossier":
+            with timed("events"):
+                self._replace_events(conn)
+        elif self.entity == "procedure":
+            with timed("levels"):
+                self._replace_levels(conn)
+        staging.empty(conn, staging.chunk_tables)
+
+    def _batch_time(self) -> datetime:
+        """The batch's `loaded_at`: when its first rows were merged."""
+        if self._loaded_at is None:
+            self._loaded_at = _utcnow()
+        return self._loaded_at
+
+    def _count_keys(self, conn: sa.Connection) -> None:
+        """Hold the chunk's keys among the batch's (their count is the rows kept, deduplicated)."""
+        main, key = self._staging.main, self._staging.key
+        stmt = insert_for(conn)(key).from_select(["key"], sa.select(main.c[self.key]).distinct()
+                                                 .where(main.c[self.key].is_not(None)))
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
 
     def _checksum(self, conn: sa.Connection) -> str:
         """sha256 over the sorted sha256 digests of every row's payload (good and bad).
@@ -339,8 +396,8 @@ class BatchWriter:
         return total.hexdigest()
 
     def _check_rows_unique(self, conn: sa.Connection) -> None:
-        main = self._staging.main
-        clash = conn.execute(sa.select(main.c._row).group_by(main.c._row)
+        row = self._staging.row
+        clash = conn.execute(sa.select(row.c._row).group_by(row.c._row)
                              .having(sa.func.count() > 1).limit(1)).scalar_one_or_none()
         if clash is not None:
             raise ValueError(f"`_row` {clash} appears twice: `_row` must be unique within a batch")
@@ -388,8 +445,8 @@ class BatchWriter:
             index_elements=[self.key],
             set_={name: stmt.excluded[name] for name in names + loader if name != self.key},
             where=newer,
-        )
-        conn.execute(stmt)
+        ).returning(target.c[self.key])
+        self._record_won(conn, stmt)
 
     def _replace_reports(self, conn: sa.Connection, now: datetime) -> None:
         """Replace every loaded row of each commune-month this batch reports (the latest report wins).
@@ -445,31 +502,39 @@ class BatchWriter:
         )
         conn.execute(stmt)
 
-    def _record_won(self, conn: sa.Connection) -> None:
-        """Stage the keys of the batch whose target row is now this batch's version (not a newer
-        one kept), once, keyed and analyzed.
+    def _record_won(self, conn: sa.Connection, upsert: Any) -> None:
+        """Run the chunk's upsert and stage the keys it wrote (inserted, or replaced an older
+        version), keyed and analyzed: their events or levels are replaced next.
 
-        The target's statistics are stale right after the upsert (autovacuum has not seen it):
-        joined to it directly, the planner expects a handful of rows and nests loops over every
-        staged event (quadratic in the batch).
+        The upsert's RETURNING names exactly those keys: a key whose row kept a newer version is
+        not returned. The target's statistics are stale right after the upsert (autovacuum has not
+        seen it): joined to it, the planner would expect a handful of rows and nest loops over
+        every staged event (quadratic in the chunk).
         """
-        main, target, won = self._staging.main, self.target, self._staging.won
-        select = (sa.select(main.c[self.key], main.c._with_events)
-                  .join(target, target.c[self.key] == main.c[self.key])
-                  .where(target.c.batch_id == self.batch_id))
-        conn.execute(sa.insert(won).from_select(["key", "_with_events"], select))
+        main, won = self._staging.main, self._staging.won
         if conn.dialect.name == "postgresql":
+            written = upsert.cte("written")
+            select = (sa.select(written.c[self.key], main.c._with_events)
+                      .join(main, main.c[self.key] == written.c[self.key]))
+            conn.execute(sa.insert(won).from_select(["key", "_with_events"], select))
             conn.exec_driver_sql(f"ANALYZE {won.name}")
+            return
+        # SQLite has no INSERT inside a WITH: the keys come back, and go in again
+        keys = conn.execute(upsert).scalars().all()
+        if keys:
+            conn.execute(sa.insert(won), [{"key": key} for key in keys])
+            flag = sa.select(main.c._with_events).where(main.c[self.key] == won.c.key).limit(1)
+            conn.execute(sa.update(won).values(_with_events=flag.scalar_subquery()))
 
     def _won(self) -> sa.Select:
-        """Keys of the batch whose target row is now this batch's version (`_record_won`)."""
+        """Keys of the chunk whose target row is now the chunk's version (`_record_won`)."""
         return sa.select(self._staging.won.c.key)
 
     def _replace_events(self, conn: sa.Connection) -> None:
         event, won = self._staging.event, self._staging.won
         replaced = self._won().where(won.c._with_events == 1)
         conn.execute(sa.delete(fact_dossier_event).where(fact_dossier_event.c.dossier_code.in_(replaced)))
-        # A dossier sent twice in the batch brings its steps twice: keep the last staged.
+        # A dossier sent twice in the chunk brings its steps twice: keep the last staged.
         rank = sa.func.row_number().over(partition_by=(event.c.dossier_code, event.c.seq),
                                          order_by=event.c._ord.desc())
         ranked = sa.select(event, rank.label("rank")).subquery()
@@ -587,6 +652,25 @@ class BatchWriter:
                           self.batch_id, error)
 
 
+class _StepTimes:
+    """Seconds each step of a commit took, for its log line: `with timed("upsert"): ...`."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, float]] = []
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.steps.append((name, time.perf_counter() - started))
+
+    def __str__(self) -> str:
+        total = sum(seconds for _, seconds in self.steps)
+        return f"{total:.1f} s (" + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.steps) + ")"
+
+
 # ── staging tables ──────────────────────────────────────────────────────────────────────────────
 
 _LEVEL_COLUMNS = ("procedure_code", "_row", "valid_from", "valid_to", "online_level", "is_current")
@@ -619,17 +703,29 @@ class _StagingTables:
                                sa.Column("is_current", sa.Boolean))
         self.won = temporary("_stg_won", sa.Column("key", target.c[key].type, primary_key=True),
                              sa.Column("_with_events", sa.SmallInteger))
-        self.tables = (self.main, self.digest, self.event, self.level, self.won)
+        # The batch's keys (their count is the rows kept) and row numbers (each once in a batch).
+        self.key = temporary("_stg_key", sa.Column("key", target.c[key].type, primary_key=True))
+        self.row = temporary("_stg_row", sa.Column("_row", sa.BigInteger))
+        self.tables = (self.main, self.digest, self.event, self.level, self.won, self.key, self.row)
+        # What a chunk merged by `_merge_chunk` leaves, emptied for the next one.
+        self.chunk_tables = (self.main, self.event, self.level, self.won)
 
     def create(self, conn: sa.Connection) -> None:
         for table in self.tables:
             table.create(conn)
 
-    def analyze(self, conn: sa.Connection) -> None:
+    def analyze(self, conn: sa.Connection, tables: tuple[sa.Table, ...] | None = None) -> None:
         # Autovacuum never sees temporary tables: give the planner real row counts.
         if conn.dialect.name == "postgresql":
-            for table in self.tables:
+            for table in tables or self.tables:
                 conn.exec_driver_sql(f"ANALYZE {table.name}")
+
+    def empty(self, conn: sa.Connection, tables: tuple[sa.Table, ...]) -> None:
+        for table in tables:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"TRUNCATE {table.name}")
+            else:
+                conn.execute(sa.delete(table))
 
     def drop(self, conn: sa.Connection) -> None:
         for table in self.tables:
@@ -668,9 +764,16 @@ def _null(value: Any) -> bool:
 
 
 def _column_values(series: pd.Series, type_: sa.types.TypeEngine) -> list[Any]:
-    """A frame column as Python values of the column's type (None for every kind of missing)."""
+    """A frame column as Python values of the column's type (None for every kind of missing).
+
+    The dtypes the transforms give are converted a column at a time (tz-aware times, nullable
+    integers, whole amounts, text); anything else value by value.
+    """
     if isinstance(type_, sa.types.TypeDecorator):
         type_ = type_.impl_instance
+    fast = _column_at_once(series, type_)
+    if fast is not None:
+        return fast
     if isinstance(type_, sa.DateTime):
         convert: Any = _to_utc
     elif isinstance(type_, sa.Date):
@@ -684,6 +787,48 @@ def _column_values(series: pd.Series, type_: sa.types.TypeEngine) -> list[Any]:
     else:
         convert = str
     return [None if _null(v) else convert(v) for v in series.tolist()]
+
+
+def _column_at_once(series: pd.Series, type_: sa.types.TypeEngine) -> list[Any] | None:
+    """`_column_values` of a column whose dtype already holds the column's type; None otherwise."""
+    dtype = series.dtype
+    if isinstance(type_, sa.DateTime) and isinstance(dtype, pd.DatetimeTZDtype):
+        values = series.dt.tz_convert(UTC).array.to_pydatetime()
+        return _none_where(values, series)
+    if isinstance(type_, sa.Integer) and not isinstance(type_, sa.Boolean) and pd.api.types.is_integer_dtype(dtype):
+        return _objects(series)  # Python ints
+    if isinstance(type_, sa.Numeric) and pd.api.types.is_float_dtype(dtype):
+        numbers = series.to_numpy(dtype="float64", na_value=np.nan)
+        finite = np.isfinite(numbers)
+        held = numbers[finite]
+        if not np.array_equal(np.trunc(held), held) or np.abs(held).max(initial=0) >= 2**53:
+            return None  # fractions, or beyond what a double holds exactly: the exact path
+        whole = np.where(finite, numbers, 0).astype(np.int64).tolist()
+        return [int_ if ok else None for int_, ok in zip(whole, finite.tolist(), strict=True)]
+    if isinstance(type_, sa.String) and (dtype is np.dtype(object) or isinstance(dtype, pd.StringDtype)):
+        values = _objects(series)
+        if all(type(v) is str or v is None for v in values):
+            return values
+        return None
+    if isinstance(type_, sa.Date) and dtype is np.dtype(object):
+        values = _objects(series)
+        if all(type(v) is date or v is None for v in values):
+            return values
+        return None
+    return None
+
+
+def _objects(series: pd.Series) -> list[Any]:
+    """A column's values as Python objects, None for every kind of missing."""
+    return series.to_numpy(dtype=object, na_value=None).tolist()  # type: ignore[call-overload]
+
+
+def _none_where(values: Any, series: pd.Series) -> list[Any]:
+    """`values` (an array as long as `series`) as a list, None where `series` is missing."""
+    out = values.tolist() if hasattr(values, "tolist") else list(values)
+    for i in np.flatnonzero(series.isna().to_numpy()).tolist():
+        out[i] = None
+    return out
 
 
 def _to_utc(value: Any) -> datetime:

@@ -156,14 +156,25 @@ sys.exit(code)
 
 
 def run_sync(args: Sequence[str], env: dict[str, str], url: str, log: Path) -> Run:
-    """`lienthong sync ARGS` in a child process: wall time, peak RSS, and its batch's counts."""
+    """`lienthong sync ARGS` in a child process: wall time, peak RSS, and its batch's counts.
+
+    The peak memory is the larger of the sync process's own peak RSS (VmHWM) and the most its
+    process tree held at once: the proportional set sizes (PSS: a page the forked reading process
+    still shares with the sync counts half in each) of the sync and its reading process, summed,
+    sampled every 0.1 s.
+    """
     peak = log.with_name("peak_rss_kb")
     started = time.perf_counter()
     with log.open("a") as out:
         out.write(f"\n$ lienthong sync {' '.join(args)}\n")
         out.flush()
-        code = subprocess.call([sys.executable, "-c", CHILD, str(peak), "sync", *args],
-                               cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(peak), "sync", *args],
+                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        tree_peak = 0
+        while child.poll() is None:
+            tree_peak = max(tree_peak, tree_pss_kb(child.pid))
+            time.sleep(0.1)
+        code = child.returncode
     seconds = time.perf_counter() - started
     if code != 0:
         raise RuntimeError(f"lienthong sync {' '.join(args)} failed ({code}); see {log}")
@@ -173,7 +184,23 @@ def run_sync(args: Sequence[str], env: dict[str, str], url: str, log: Path) -> R
             "SELECT rows_read, rows_loaded, rows_quarantined FROM ops_batch "
             "ORDER BY finished_at DESC LIMIT 1")).one()
     engine.dispose()
-    return Run(seconds, int(peak.read_text()) / 1024, read, loaded, quarantined)
+    return Run(seconds, max(int(peak.read_text()), tree_peak) / 1024, read, loaded, quarantined)
+
+
+def tree_pss_kb(pid: int) -> int:
+    """The memory a process and its descendants hold now (their PSS summed), in kB; 0 once ended."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:  # ended meanwhile
+            continue
+        total += next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
+        pending += [int(child) for child in children]
+    return total
 
 
 def child_env(url: str, portal_url: str, mariadb_url: str | None) -> dict[str, str]:

@@ -262,6 +262,11 @@ class Services:
             "WAREHOUSE_URL": warehouse,
             "LIENTHONG_PSEUDONYM_KEY": KEY,
             "LIENTHONG_CHUNK_SIZE": str(CHUNK_SIZE),
+            # each chunk validated and staged on its own, so a batch has several (points "2nd split")
+            "LIENTHONG_GATE_ROWS": str(CHUNK_SIZE),
+            # the source read in a thread: a kill point counts and kills in this process (the
+            # reading process of the default mode: tests/pipeline/test_read_apart.py)
+            "LIENTHONG_READ_PROCESS": "0",
             "LIENTHONG_PAGE_SIZE": str(PAGE_SIZE),
             "LIENTHONG_MAX_RETRIES": "1",
             "LIENTHONG_HTTP_TIMEOUT": "20",
