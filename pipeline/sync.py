@@ -169,8 +169,7 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
     `cover_gap` (a scheduled run's data interval as `window`): the window also reaches back to the
     watermark when that lags behind it (`cover_watermark_gap`).
     """
-    from quality.gate import QualityGate
-    from warehouse.load import BatchWriter
+    from warehouse.load import BatchWriter, without_payloads
     from warehouse.locks import lock_stream, take_load_slot
     from warehouse.pseudonym import require_key_chain
     from warehouse.state import batch_loaded
@@ -210,7 +209,7 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
             now = datetime.now(LOCAL_TZ)
             window = Window(start=now, end=now)
         batch_id = batch_id_for(system, stream, window)
-        gate = QualityGate(plan.entity, _references(engine, plan.entity))
+        references = _references(engine, plan.entity)
         # Then a warehouse load slot: at most LIENTHONG_WAREHOUSE_LOAD_SLOTS batches write at once.
         slot = take_load_slot(engine, settings.warehouse_load_slots, wait_seconds=settings.load_slot_wait_seconds)
     except BaseException:
@@ -240,7 +239,7 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
             if events is not None:
                 events = events[events["dossier_code"].isin(set(checked.good["dossier_code"]))]
             rows_bad += len(checked.bad)
-            staging.submit(writer.add, checked.good, checked.bad, events)
+            staging.submit(writer.add, without_payloads(checked.good), checked.bad, events)
             log.info("%s.%s: %d rows read and validated so far (%d quarantined in the last %d)",
                      system, stream, rows_read, len(checked.bad), len(frame))
 
@@ -261,6 +260,10 @@ def sync_stream(source: str | SourcePlan, stream: str, *, engine: sa.Engine, con
         staging = _OneAhead(background=engine.dialect.name == "postgresql")
         with staging, read_ahead(chunks, depth=_READ_AHEAD, apart=apart, on_pages=show_pages,
                                  label=f"{system}.{stream}") as frames:
+            # Great Expectations is imported (3 s) while the source is already being read.
+            from quality.gate import QualityGate
+
+            gate = QualityGate(plan.entity, references)
             for frame, events in frames:
                 rows_read += len(frame)
                 newest = frame["updated_at"].max() if "updated_at" in frame.columns else None
@@ -399,14 +402,7 @@ class _ReadAhead(Generic[T]):
                 self._queue.get(timeout=0.1)
 
     def __iter__(self) -> Iterator[T]:
-        while True:
-            kind, value = self._queue.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
+        return _delivered(self._queue.get)
 
     def _make(self) -> None:
         try:
@@ -462,24 +458,18 @@ class _ReadApart(Generic[T]):
         self._queue.close()
 
     def __iter__(self) -> Iterator[T]:
+        return _delivered(self._next_message, self._on_pages)
+
+    def _next_message(self) -> tuple[str, Any]:
         while True:
             try:
-                kind, value = self._queue.get(timeout=1.0)
+                return self._queue.get(timeout=1.0)
             except queue.Empty:
                 if not self._process.is_alive():
                     code = self._process.exitcode
                     how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                     raise ReaderDied(f"{self._label}: the process reading the source ended ({how}) "
                                      "before the source was read; nothing of the batch is loaded") from None
-                continue
-            if kind == "item":
-                yield value
-            elif kind == "pages":
-                self._on_pages(*value)
-            elif kind == "error":
-                raise value
-            else:
-                return
 
     def _run(self) -> None:  # in the reading process
         _die_with_parent(self._parent)
@@ -496,6 +486,21 @@ class _ReadApart(Generic[T]):
         finally:
             self._queue.close()
             self._queue.join_thread()  # everything sent before the process ends
+
+
+def _delivered(receive: Callable[[], tuple[str, Any]], on_pages: Callable[..., None] | None = None) -> Iterator[Any]:
+    """The items of a reader's messages, ("item", x) … ("end", None), raising its ("error", exc);
+    ("pages", args) go to `on_pages`."""
+    while True:
+        kind, value = receive()
+        if kind == "item":
+            yield value
+        elif kind == "pages" and on_pages is not None:
+            on_pages(*value)
+        elif kind == "error":
+            raise value
+        elif kind == "end":
+            return
 
 
 def _die_with_parent(parent: int) -> None:

@@ -859,8 +859,27 @@ def _to_decimal(value: Any, scale: int | None) -> Decimal:
 
 
 def _digests(frame: pd.DataFrame) -> list[bytes]:
+    """Each row's payload digest: its `_digest` (`without_payloads`), else its `_payload`'s."""
+    if "_digest" in frame.columns:
+        return frame["_digest"].tolist()
     payloads = frame["_payload"].tolist() if "_payload" in frame.columns else [None] * len(frame)
+    return payload_digests(payloads)
+
+
+def payload_digests(payloads: Iterable[Any]) -> list[bytes]:
+    """The sha256 of each payload (of "" for none): what a batch's checksum is made of."""
     return [hashlib.sha256(b"" if _null(p) else str(p).encode("utf-8")).digest() for p in payloads]
+
+
+def without_payloads(frame: pd.DataFrame) -> pd.DataFrame:
+    """Good rows as the writer needs them: each payload's digest (`_digest`) instead of the payload.
+
+    A good row's payload (the source record, masked) only goes into the batch's checksum; kept
+    whole, it is most of a row's memory while the rows wait to be staged.
+    """
+    if "_payload" not in frame.columns:
+        return frame
+    return frame.drop(columns="_payload").assign(_digest=payload_digests(frame["_payload"].tolist()))
 
 
 def _rules_json(rules: Any) -> str:
