@@ -369,7 +369,9 @@ def read_ahead(make: Callable[..., Iterator[T]], *, depth: int, apart: bool, on_
     """The items of `make()`, made ahead of their use: in a process of its own when `apart` and
     the platform forks (a second core), else in a thread. `make(on_pages)` is called where they are
     made; what it calls `on_pages` with comes back here, to the given `on_pages`."""
-    if apart:
+    if apart and multiprocessing.current_process().daemon:  # a daemon may not fork a Process
+        log.info("reading in a thread, not a process: this process is a daemon")
+    elif apart:
         try:
             return _ReadApart(make, depth, on_pages, label)
         except (ValueError, OSError) as exc:  # no fork here: read in a thread

@@ -126,6 +126,15 @@ def scratch_database(url: str) -> Iterator[str]:
         engine.dispose()
 
 
+def empty_database(url: str) -> None:
+    """Every table of the database at `url` dropped."""
+    engine = sa.create_engine(url)
+    metadata = sa.MetaData()
+    metadata.reflect(engine)
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
 def reset_warehouse(url: str) -> None:
     """An empty, migrated warehouse (the public schema dropped and made again)."""
     from warehouse.db import upgrade
@@ -404,6 +413,7 @@ def bench_n(n: int, *, url: str, mariadb_url: str | None, work: Path, baseline_m
             rows.unlink()
         if "one-stop" in paths and mariadb_url:
             say(f"N={n:,}: filling the MariaDB one-stop database")
+            empty_database(mariadb_url)  # the N before filled it
             create_onestop_database(mariadb_url, "a", onestop_records(listing), procedures)
         if "portal" in paths:
             changed = listing.touch(CHANGED_EVERY, format_portal_time(datetime.now(LOCAL_TZ)),
@@ -548,6 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = work / "sync.log"
     say(f"work folder {work}; sync output in {log}")
     results = []
+    command = "python -m tests.benchmarks.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     with scratch_database(args.postgres_url) as url:
         with scratch_database(args.mariadb_url) if "one-stop" in paths else _nothing() as mariadb_url:
             versions = server_versions(url, mariadb_url)
@@ -556,12 +567,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   baseline_max=args.baseline_max, paths=paths, log=log)
                 results.append(figures)
                 print(table(figures), flush=True)
-    command = "python -m tests.benchmarks.bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    body = (f"Run {time.strftime('%Y-%m-%d %H:%M %Z')}: `{command}`\n\n"
-            f"Machine: {machine()}; {versions}.\n\n" + "\n".join(table(f) for f in results))
-    if args.doc:
-        write_doc(args.doc, body)
-        say(f"figures written to {args.doc}")
+                if args.doc:  # after each N: a later one that fails keeps the figures before it
+                    body = (f"Run {time.strftime('%Y-%m-%d %H:%M %Z')}: `{command}`\n\n"
+                            f"Machine: {machine()}; {versions}.\n\n" + "\n".join(table(f) for f in results))
+                    write_doc(args.doc, body)
+                    say(f"figures written to {args.doc}")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0
