@@ -357,7 +357,7 @@ class _OneAhead:
 
 # Chunks read ahead of the one being validated: enough for the reader to go on while a gate's
 # worth of rows is validated and merged, few enough to hold little memory.
-_READ_AHEAD = 4
+_READ_AHEAD = 3
 
 
 class ReaderDied(RuntimeError):

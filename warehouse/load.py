@@ -50,6 +50,8 @@ LOADER_COLUMNS = ("batch_id", "loaded_at")
 MAX_ERROR_CHARS = 4000
 # PostgreSQL's memory for each sort or hash of a batch's statements (its transaction only).
 LOAD_WORK_MEM = "256MB"
+# A batch loading this many rows analyzes the tables it wrote once committed (`_analyze_targets`).
+ANALYZE_AFTER_ROWS = 50_000
 
 # Reconciliation (docs/reconciliation.md): the same dossier from several sources is one
 # fact_dossier row. A source's rank is looked up by the part of `source_system` before ':'
@@ -174,6 +176,9 @@ class BatchWriter:
             if self._conn.dialect.name == "postgresql":
                 # sorts and hashes of a chunk's merge in memory, not spilled to disk (default 4 MB)
                 self._conn.exec_driver_sql(f"SET LOCAL work_mem = '{LOAD_WORK_MEM}'")
+                # a chunk's keys are few beside the warehouse's rows: look them up by index (the
+                # default cost, for disks that seek, has the planner scan millions of events)
+                self._conn.exec_driver_sql("SET LOCAL random_page_cost = 1.1")
             self._conn.execute(sa.delete(ops_quarantine)
                                .where(ops_quarantine.c.batch_id == self.batch_id))
             self._staging.create(self._conn)
@@ -335,6 +340,8 @@ class BatchWriter:
             self._txn.commit()
         self._close()
         self._state = "committed"
+        if result.rows_loaded >= ANALYZE_AFTER_ROWS:
+            self._analyze_targets()
         log.info("batch %s (%s/%s): %d read, %d loaded, %d quarantined, %d deduplicated; published in %s",
                  self.batch_id, self.source, self.stream, result.rows_read, result.rows_loaded,
                  result.rows_quarantined, result.rows_deduplicated, timed)
@@ -367,6 +374,27 @@ class BatchWriter:
             with timed("levels"):
                 self._replace_levels(conn)
         staging.empty(conn, staging.chunk_tables)
+
+    def _analyze_targets(self) -> None:
+        """Fresh planner statistics for the tables a large batch wrote (PostgreSQL).
+
+        Autovacuum gets to them within minutes; an incremental sync right after a backfill would
+        meanwhile plan with the old counts (a scan of millions of events for a few thousand
+        dossiers). Only the owner may analyze a table: another role's ANALYZE is a warning, not an
+        error, and a failure here changes nothing of the committed batch.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return
+        tables = {"dossier": (self.target, fact_dossier_event, fact_dossier_source),
+                  "procedure": (self.target, dim_procedure_level)}.get(self.entity, (self.target,))
+        try:
+            with self._timed("statistics"), self.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                for table in tables:
+                    conn.exec_driver_sql(f"ANALYZE {table.name}")
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("batch %s: the tables it wrote were not analyzed (%s)", self.batch_id,
+                        str(exc).splitlines()[0])
 
     def _batch_time(self) -> datetime:
         """The batch's `loaded_at`: when its first rows were merged."""
