@@ -2,12 +2,13 @@
 
     python -m tests.benchmarks.bench [--n 100000 1000000] [--with-1e7] [--doc docs/benchmarks.md]
                                      [--postgres-url URL] [--mariadb-url URL] [--work DIR]
-                                     [--baseline-max N] [--paths portal,one-stop]
+                                     [--baseline-max N] [--paths portal,one-stop] [--one-stop-max N]
 
 For each N: a generated province (simulators/generator.py) is scaled to N dossier records served
 by the portal simulator (`ScaledListing`: copies of the base under fresh dossier codes, only the
 base in memory). Then, on PostgreSQL and with the CLI's `lienthong sync` in a child process (its
-peak RSS: VmHWM of its /proc/self/status as it ends):
+peak memory: the PSS of it and the reading process it forks, summed, sampled every 0.1 s, or its
+own VmHWM if larger; `run_sync`):
 
 1. national-portal path: the catalogue (untimed), then a full sync of the dossiers over HTTP;
 2. the rows it loaded into `fact_dossier`, exported once, are loaded again by a raw psycopg COPY
@@ -501,7 +502,7 @@ def table(f: Figures) -> str:
         if full and incremental:
             lines.append(f"- {name}: incremental re-sync after 1% changed: {incremental.seconds:.1f} s "
                          f"({incremental.rows_read:,} rows read) = {incremental.seconds / full.seconds:.1%} "
-                         f"of the full sync; peak RSS full {full.peak_rss_mb:,.0f} MB, "
+                         f"of the full sync; peak memory full {full.peak_rss_mb:,.0f} MB, "
                          f"incremental {incremental.peak_rss_mb:,.0f} MB; full sync loaded "
                          f"{full.rows_loaded:,}, quarantined {full.rows_quarantined:,}")
     return "\n".join(lines) + "\n"
@@ -547,6 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mariadb-url", default=DEFAULT_MARIADB_URL,
                         help="one-stop database, created and dropped by the run")
     parser.add_argument("--paths", default="portal,one-stop", help="portal, one-stop or both")
+    parser.add_argument("--one-stop-max", type=int,
+                        help="the one-stop path only up to this N (e.g. 1000000: 10^7 on the portal path alone)")
     parser.add_argument("--baseline-max", type=int, default=1_000_000,
                         help="rows loaded by to_sql and target-postgres at most (the first ones)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
@@ -563,8 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with scratch_database(args.mariadb_url) if "one-stop" in paths else _nothing() as mariadb_url:
             versions = server_versions(url, mariadb_url)
             for n in sizes:
+                paths_n = paths - ({"one-stop"} if args.one_stop_max and n > args.one_stop_max else set())
                 figures = bench_n(n, url=url, mariadb_url=mariadb_url, work=work,
-                                  baseline_max=args.baseline_max, paths=paths, log=log)
+                                  baseline_max=args.baseline_max, paths=paths_n, log=log)
                 results.append(figures)
                 print(table(figures), flush=True)
                 if args.doc:  # after each N: a later one that fails keeps the figures before it
