@@ -227,19 +227,35 @@ class ScaledListing(_Listing):
 
     def touch(self, every: int, updated: str, change: dict[str, Any] | None = None) -> int:
         """Change every `every`-th dossier at the source: NgayCapNhat `updated` (and `change`d
-        fields); the changed records are served after the others. Returns how many changed."""
+        fields); the changed records are served after the others. Returns how many rows changed.
+
+        A dossier the source lists twice in a row (a duplicate row) is one dossier: both rows
+        change together and stay listed in a row, as the portal would list them.
+        """
         positions = [p for p in range(0, self.n, every) if p not in self._removed]
+        changed = 0
         for position in positions:
-            record = self.record(position)
-            record.update(change or {}, NgayCapNhat=updated)
-            self._removed.add(position)
-            self._touched.append(json.dumps(record, ensure_ascii=False))
-            self._touched_updated.append(updated)
+            if position in self._removed:  # a row of a run touched with an earlier position
+                continue
+            for row in self._run_of(position):
+                record = self.record(row)
+                record.update(change or {}, NgayCapNhat=updated)
+                self._removed.add(row)
+                self._touched.append(json.dumps(record, ensure_ascii=False))
+                self._touched_updated.append(updated)
+                changed += 1
         order = sorted(range(len(self._touched)), key=self._touched_updated.__getitem__)
         self._touched = [self._touched[i] for i in order]
         self._touched_updated = [self._touched_updated[i] for i in order]
         self._selected = None
-        return len(positions)
+        return changed
+
+    def _run_of(self, position: int) -> range:
+        """The served positions of the duplicate rows `position` is one of (itself alone if none)."""
+        start = self._run_start[position // self.copies]
+        size = self._run_size[start]
+        first = start * self.copies + (position - start * self.copies) // size * size
+        return range(first, min(first + size, self.n))
 
     def select(
         self, since: str | None, until: str | None, agencies: frozenset[str] | None

@@ -531,8 +531,30 @@ def test_a_scaled_listing_serves_fresh_copies_in_update_order():
     assert copy_code("bad code", 1) is None
     window = listing.select("20160102000000", "20160102235959", None)
     assert {served[p]["NgayCapNhat"] for p in window} == {"20160102080000"} and len(window) == 6
-    assert listing.touch(5, "20170901000000") == 3
-    assert len(listing) == 18
+    # Position 5 is the first of a duplicate row's two rows: both change, and stay in a row.
+    assert codes[5] == codes[6]
+    assert listing.touch(5, "20170901000000") == 4
+    assert len(listing) == 19
     moved = listing.select("20170901000000", None, None)
-    assert [listing.record(p)["MaHoSo"] for p in moved] == [codes[0], codes[5], codes[10]]
+    assert [listing.record(p)["MaHoSo"] for p in moved] == [codes[0], codes[5], codes[6], codes[10]]
+    assert listing.record(moved[1]) == listing.record(moved[2])
     assert len(listing.select(None, None, None)) == 15
+
+
+@pytest.mark.parametrize("every", [1, 2, 3, 4, 5, 7])
+def test_a_scaled_listing_after_changes_still_makes_up_its_total(every):
+    """What the portal connector counts of a window (distinct codes, plus rows listed twice in a
+    row) is the window's total after records changed: a changed duplicate row moves whole."""
+    from connectors.base import _KeyTally
+    from simulators.portal import ScaledListing
+
+    base = [{"MaHoSo": f"000.00.04.H62-160101-{i:04d}", "NgayCapNhat": f"2016010{1 + i // 2}080000",
+             "DonViXuLy": "000.00.04.H62"} for i in range(4)]
+    base.insert(2, dict(base[1]))
+    listing = ScaledListing(base, 15)
+    listing.touch(every, "20170901000000", {"GhiChu": "changed"})
+    for since in (None, "20160102000000", "20170901000000"):
+        window = listing.select(since, None, None)
+        tally = _KeyTally(("MaHoSo",))
+        tally.add(listing.record(p) for p in window)
+        assert tally.count == len(window), (since, tally.describe())
