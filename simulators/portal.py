@@ -232,10 +232,9 @@ class ScaledListing(_Listing):
         A dossier the source lists twice in a row (a duplicate row) is one dossier: both rows
         change together and stay listed in a row, as the portal would list them.
         """
-        positions = [p for p in range(0, self.n, every) if p not in self._removed]
         changed = 0
-        for position in positions:
-            if position in self._removed:  # a row of a run touched with an earlier position
+        for position in range(0, self.n, every):
+            if position in self._removed:  # touched before, or with a duplicate row of its run
                 continue
             for row in self._run_of(position):
                 record = self.record(row)
