@@ -102,9 +102,19 @@ class LoopbackServer:
 
 
 def serve_until_interrupted(server: LoopbackServer) -> int:
-    """Start `server`, print its URL, serve until Ctrl-C; the command's exit code."""
+    """Start `server`, print its URL, serve until Ctrl-C (SIGINT) or SIGTERM; the exit code.
+
+    Both signals are handled here even when the process started with them ignored (a shell
+    starts a background job with SIGINT ignored, and Python then leaves it ignored).
+    """
+    import signal
     import time
 
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     with server:
         print(server.url, flush=True)
         try:
